@@ -1,0 +1,117 @@
+"""Path templates: ``/chat/{room_id}``, ``/items/{id:int}``, ``/files/{p:path}``.
+
+A template compiles once, at registration, into a regular expression and a tuple of
+converters; matching a request path is one ``re.fullmatch`` plus a conversion per
+parameter. Unknown converters and duplicate names fail at registration.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nexios.exceptions import ConfigurationError
+
+__all__ = ["CONVERTERS", "Converter", "PathTemplate", "join_paths"]
+
+
+@dataclass(frozen=True, slots=True)
+class Converter:
+    """How one parameter kind is matched (``regex``) and turned into a value."""
+
+    regex: str
+    convert: Callable[[str], Any]
+
+
+def _to_float(value: str) -> float:
+    return float(value)
+
+
+CONVERTERS: dict[str, Converter] = {
+    "str": Converter(r"[^/]+", str),
+    "path": Converter(r".*", str),
+    "int": Converter(r"-?[0-9]+", int),
+    "float": Converter(r"-?[0-9]+(?:\.[0-9]+)?", _to_float),
+    "uuid": Converter(
+        r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        uuid.UUID,
+    ),
+}
+
+_PARAM = re.compile(r"{([^{}]*)}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class PathTemplate:
+    """A compiled path template. ``match(path)`` returns the converted parameters or None."""
+
+    __slots__ = ("_converters", "_regex", "param_names", "template")
+
+    def __init__(self, template: str) -> None:
+        if not isinstance(template, str) or not template.startswith("/"):
+            raise ConfigurationError(
+                f"Route path must be a string starting with '/', got {template!r}. "
+                "Write it like '/chat' or '/chat/{room_id}'."
+            )
+        self.template = template
+        pattern: list[str] = ["^"]
+        converters: list[tuple[str, Callable[[str], Any]]] = []
+        position = 0
+        for found in _PARAM.finditer(template):
+            pattern.append(re.escape(template[position : found.start()]))
+            name, _, kind = found.group(1).partition(":")
+            name, kind = name.strip(), (kind.strip() or "str")
+            if not _NAME.match(name):
+                raise ConfigurationError(
+                    f"Invalid parameter name {name!r} in path {template!r}: "
+                    "use a Python identifier, e.g. '{room_id}'."
+                )
+            if kind not in CONVERTERS:
+                raise ConfigurationError(
+                    f"Unknown converter {kind!r} for parameter {name!r} in {template!r}. "
+                    f"Known converters: {', '.join(sorted(CONVERTERS))}."
+                )
+            if any(existing == name for existing, _ in converters):
+                raise ConfigurationError(f"Parameter {name!r} appears twice in path {template!r}.")
+            pattern.append(f"(?P<{name}>{CONVERTERS[kind].regex})")
+            converters.append((name, CONVERTERS[kind].convert))
+            position = found.end()
+        rest = template[position:]
+        if "{" in rest or "}" in rest:
+            raise ConfigurationError(f"Unbalanced braces in path {template!r}.")
+        pattern.append(re.escape(rest))
+        pattern.append("$")
+        self._regex = re.compile("".join(pattern))
+        self._converters = tuple(converters)
+        self.param_names = tuple(name for name, _ in converters)
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """Return the converted path parameters when ``path`` matches, else ``None``."""
+        found = self._regex.match(path)
+        if found is None:
+            return None
+        if not self._converters:
+            return {}
+        groups = found.groupdict()
+        try:
+            return {name: convert(groups[name]) for name, convert in self._converters}
+        except ValueError:
+            return None
+
+    def __repr__(self) -> str:
+        return f"PathTemplate({self.template!r})"
+
+
+def join_paths(prefix: str | None, path: str) -> str:
+    """Join a router prefix and a route path with exactly one slash between them."""
+    if not prefix:
+        return path
+    if not prefix.startswith("/"):
+        raise ConfigurationError(f"Router prefix must start with '/', got {prefix!r}.")
+    prefix = prefix.rstrip("/")
+    if path in ("", "/"):
+        return prefix or "/"
+    return prefix + (path if path.startswith("/") else "/" + path)
