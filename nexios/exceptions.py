@@ -73,7 +73,9 @@ class WebSocketDisconnect(WebSocketError):
     def __init__(self, code: int = 1000, reason: str | None = "") -> None:
         self.code = code
         self.reason = reason or ""
-        super().__init__(f"WebSocket disconnected with code {code}" + (f": {reason}" if reason else ""))
+        super().__init__(
+            f"WebSocket disconnected with code {code}" + (f": {reason}" if reason else "")
+        )
 
 
 class WebSocketStateError(WebSocketError, RuntimeError):

@@ -1,0 +1,3 @@
+from nexios.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,332 @@
+"""``NexiosApp``: the ASGI 3 application — routing, lifespan and the WebSocket lifecycle.
+
+What happens to a WebSocket connection:
+
+1. The path is matched against the WebSocket routes; no match refuses the handshake
+   (HTTP 403) and logs the path at info level.
+2. App middleware, then route middleware, then the handler runs with the path
+   parameters it names as keyword arguments.
+3. When the handler ends: returned while connected → close 1000; raised → the
+   traceback is logged once and the socket closes with 1011 (or, before ``accept()``,
+   the handshake is refused with 403); the client disconnected → a debug line.
+4. Cleanup callbacks (group membership, presence) run on every one of those paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from nexios.events import EventEmitter
+from nexios.exceptions import ConfigurationError, WebSocketDisconnect
+from nexios.http.routing import HTTPRouter, Route
+from nexios.routing import (
+    WebsocketRoutes,
+    WSMiddleware,
+    WSRouter,
+    _check_middleware,
+    _consumer_class,
+    _WSRouteRegistry,
+    find_route,
+)
+from nexios.websockets.base import WebSocket, WebSocketState
+
+__all__ = ["NexiosApp"]
+
+logger = logging.getLogger("nexios.websockets")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+Lifespan = Callable[["NexiosApp"], contextlib.AbstractAsyncContextManager[Any]]
+
+
+class NexiosApp(_WSRouteRegistry):
+    """An ASGI application serving ``http``, ``websocket`` and ``lifespan`` scopes.
+
+    ``channels_url`` (or ``NEXIOS_CHANNELS_URL``) picks where groups, broadcasts and
+    presence live: ``memory://`` (default) or ``redis://host:port/db``;
+    ``history_url`` (or ``NEXIOS_HISTORY_URL``) where history lives.
+    """
+
+    def __init__(
+        self,
+        *,
+        channels_url: str | None = None,
+        history_url: str | None = None,
+        lifespan: Lifespan | None = None,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        ws_middleware: Sequence[WSMiddleware] | None = None,
+        title: str = "Nexios",
+    ) -> None:
+        self.title = title
+        self.http = HTTPRouter()
+        self.events = EventEmitter()
+        self.ws_routes: list[WebsocketRoutes] = []
+        self._ws_middleware = _check_middleware(ws_middleware)
+        self._lifespan = lifespan
+        self._startup: list[Callable[[], Any]] = list(on_startup or ())
+        self._shutdown: list[Callable[[], Any]] = list(on_shutdown or ())
+        self.channels_url = channels_url
+        self.history_url = history_url
+        if channels_url is not None or history_url is not None:
+            from nexios.websockets.channels import ChannelBox
+
+            ChannelBox.configure(channels_url, history_url=history_url)
+
+    # ------------------------------------------------------------------ routing
+
+    def _register_ws_route(self, route: WebsocketRoutes) -> None:
+        self.ws_routes.append(route)
+
+    def mount_ws_router(self, router: WSRouter, prefix: str | None = None) -> None:
+        """Add every route of ``router`` under ``prefix`` (default: the router's own)."""
+        if not isinstance(router, WSRouter):
+            raise ConfigurationError(
+                f"mount_ws_router() takes a WSRouter, got {router!r}; for a single route "
+                "use add_ws_route()."
+            )
+        for route in router.mounted_routes(prefix):
+            self._register_ws_route(route)
+        router._attach(self._register_ws_route, prefix)
+
+    def add_ws_middleware(self, middleware: WSMiddleware) -> None:
+        """Run ``async def middleware(ws, call_next)`` around every WebSocket handler."""
+        self._ws_middleware.extend(_check_middleware([middleware]))
+
+    def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[_F], _F]:
+        """Register an HTTP handler for ``path`` and ``methods``."""
+        return self.http.route(path, methods)
+
+    def get(self, path: str) -> Callable[[_F], _F]:
+        return self.http.route(path, ["GET"])
+
+    def post(self, path: str) -> Callable[[_F], _F]:
+        return self.http.route(path, ["POST"])
+
+    def put(self, path: str) -> Callable[[_F], _F]:
+        return self.http.route(path, ["PUT"])
+
+    def patch(self, path: str) -> Callable[[_F], _F]:
+        return self.http.route(path, ["PATCH"])
+
+    def delete(self, path: str) -> Callable[[_F], _F]:
+        return self.http.route(path, ["DELETE"])
+
+    def add_route(self, route: Route) -> None:
+        """Register an HTTP :class:`~nexios.http.routing.Route`."""
+        self.http.add_route(route)
+
+    def mount(self, prefix: str, app: Callable[..., Awaitable[None]]) -> None:
+        """Serve an ASGI app (e.g. ``StaticFiles(directory=...)``) under ``prefix``."""
+        self.http.mount(prefix, app)
+
+    # ------------------------------------------------------------------ lifespan hooks
+
+    def on_startup(self, func: _F) -> _F:
+        """Run ``func`` (sync or async) when the server starts."""
+        self._startup.append(func)
+        return func
+
+    def on_shutdown(self, func: _F) -> _F:
+        """Run ``func`` (sync or async) when the server stops."""
+        self._shutdown.append(func)
+        return func
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        kind = scope["type"]
+        scope["app"] = self
+        if kind == "websocket":
+            await self._handle_websocket(scope, receive, send)
+        elif kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._handle_lifespan(receive, send)
+        else:
+            raise ConfigurationError(f"Unsupported ASGI scope type {kind!r}")
+
+    async def _handle_websocket(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        found = find_route(self.ws_routes, scope["path"])
+        if found is None:
+            logger.info("No WebSocket route for %r: handshake refused (403)", scope["path"])
+            await send({"type": "websocket.close", "code": 1008, "reason": ""})
+            return
+        route, params = found
+        scope["path_params"] = params
+        ws = WebSocket(scope, receive, send)
+        ws._task = asyncio.current_task()
+        try:
+            await self._run(route, ws, params)
+        finally:
+            await _run_cleanup(ws)
+
+    async def _run(self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:
+        middleware = (
+            self._ws_middleware + route.middleware if self._ws_middleware else route.middleware
+        )
+        try:
+            if middleware:
+                await _chain(middleware, ws, lambda: _invoke(route, ws, params))
+            else:
+                await _invoke(route, ws, params)
+        except WebSocketDisconnect as disconnect:
+            logger.debug("WebSocket %s disconnected (%s)", ws.scope["path"], disconnect.code)
+            return
+        except asyncio.CancelledError:
+            if not ws.kicked:
+                raise
+            logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
+            return
+        except Exception:
+            await _close_after_crash(route, ws)
+            return
+        await _close_after_return(route, ws)
+
+    async def _handle_lifespan(
+        self,
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        started = False
+        async with contextlib.AsyncExitStack() as stack:
+            message = await receive()
+            assert message["type"] == "lifespan.startup"
+            try:
+                await self.startup(stack)
+            except BaseException as error:
+                logger.exception("Application startup failed")
+                await send({"type": "lifespan.startup.failed", "message": repr(error)})
+                raise
+            started = True
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            try:
+                await self.shutdown()
+            except BaseException as error:
+                logger.exception("Application shutdown failed")
+                await send({"type": "lifespan.shutdown.failed", "message": repr(error)})
+                return
+        if started:
+            await send({"type": "lifespan.shutdown.complete"})
+
+    async def startup(self, stack: contextlib.AsyncExitStack | None = None) -> None:
+        """Run startup hooks and enter the ``lifespan`` context (servers call this)."""
+        from nexios.websockets.channels import ChannelBox
+
+        ChannelBox.bind_events(self.events)
+        for hook in self._startup:
+            await _maybe_await(hook())
+        if self._lifespan is not None and stack is not None:
+            await stack.enter_async_context(self._lifespan(self))
+
+    async def shutdown(self) -> None:
+        """Close every socket (1001), leave groups and presence, run shutdown hooks."""
+        from nexios.websockets.channels import ChannelBox
+
+        await ChannelBox.shutdown()
+        for hook in self._shutdown:
+            await _maybe_await(hook())
+
+
+async def _invoke(route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:
+    consumer = _consumer_class(route.handler)
+    if consumer is not None:
+        await consumer().dispatch(ws)
+        return
+    await route.handler(ws, **route.handler_kwargs(params))
+
+
+async def _chain(
+    middleware: list[WSMiddleware], ws: WebSocket, endpoint: Callable[[], Awaitable[None]]
+) -> None:
+    async def call(index: int) -> None:
+        if index == len(middleware):
+            await endpoint()
+        else:
+            await middleware[index](ws, lambda: call(index + 1))
+
+    await call(0)
+
+
+def _handler_name(route: WebsocketRoutes) -> str:
+    return getattr(route.handler, "__qualname__", repr(route.handler))
+
+
+async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket) -> None:
+    state = ws.connection_state
+    if state is WebSocketState.CONNECTING:
+        logger.exception(
+            "WebSocket handler %s for %s raised before accept(): handshake refused (403)",
+            _handler_name(route),
+            ws.scope["path"],
+        )
+        with contextlib.suppress(Exception):
+            await ws.close(1011)
+        return
+    logger.exception(
+        "WebSocket handler %s for %s raised; closing with 1011",
+        _handler_name(route),
+        ws.scope["path"],
+    )
+    if state is WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):
+            await ws.close(1011)
+
+
+async def _close_after_return(route: WebsocketRoutes, ws: WebSocket) -> None:
+    state = ws.connection_state
+    if state is WebSocketState.CONNECTED:
+        with contextlib.suppress(WebSocketDisconnect):
+            await ws.close(1000)
+    elif state is WebSocketState.CONNECTING:
+        logger.warning(
+            "WebSocket handler %s for %s returned without calling accept(): handshake "
+            "refused (403). Call `await ws.accept()` to accept the connection.",
+            _handler_name(route),
+            ws.scope["path"],
+        )
+        with contextlib.suppress(Exception):
+            await ws.close(1000)
+
+
+async def _run_cleanup(ws: WebSocket) -> None:
+    callbacks = ws._cleanup
+    if not callbacks:
+        return
+    ws._cleanup = None
+    for callback in callbacks:
+        try:
+            await _maybe_await(callback())
+        except Exception:
+            logger.exception("WebSocket cleanup callback %r failed", callback)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+@contextlib.asynccontextmanager
+async def _no_lifespan(app: NexiosApp) -> AsyncIterator[None]:
+    yield
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

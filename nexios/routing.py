@@ -1,0 +1,256 @@
+"""WebSocket routing: ``WebsocketRoutes`` (one route) and ``WSRouter`` (a prefixed group).
+
+Registration does the work once: the path template compiles, the handler is checked
+(it must be ``async def``, or a :class:`~nexios.websockets.consumers.WebSocketConsumer`
+class) and its signature is read to know which path parameters it takes as keyword
+arguments. Anything else fails right there with a :class:`ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar, overload
+
+from nexios.exceptions import ConfigurationError
+from nexios.paths import PathTemplate, join_paths
+
+__all__ = ["WSHandler", "WSMiddleware", "WSRouter", "WebsocketRoutes"]
+
+WSHandler = Callable[..., Awaitable[Any]]
+WSMiddleware = Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[None]]
+"""``async def middleware(ws, call_next)``: inspect or reject ``ws``, then ``await call_next()``."""
+
+_H = TypeVar("_H", bound=Callable[..., Any])
+
+
+def _consumer_class(handler: Any) -> type | None:
+    from nexios.websockets.consumers import WebSocketConsumer
+
+    if isinstance(handler, type) and issubclass(handler, WebSocketConsumer):
+        return handler
+    return None
+
+
+def _check_handler(path: str, handler: Any) -> None:
+    if _consumer_class(handler) is not None:
+        return
+    if isinstance(handler, WebsocketRoutes):
+        raise ConfigurationError(
+            f"Got a WebsocketRoutes object as the handler for {path!r}: pass the route "
+            "itself, e.g. app.add_ws_route(route), not app.add_ws_route(path, route)."
+        )
+    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else None
+    if target is None and callable(handler):
+        target = getattr(handler, "__call__", None)  # noqa: B004 - an instance with async __call__
+    if target is None or not callable(handler):
+        raise ConfigurationError(
+            f"WebSocket handler for {path!r} must be an async function "
+            f"(async def handler(ws): ...), got {handler!r}."
+        )
+    if not inspect.iscoroutinefunction(target):
+        raise ConfigurationError(
+            f"WebSocket handler {getattr(handler, '__name__', handler)!r} for {path!r} must "
+            "be declared with `async def`."
+        )
+
+
+def _check_middleware(middleware: Iterable[Any] | None) -> list[WSMiddleware]:
+    checked = list(middleware or ())
+    for item in checked:
+        call = item if inspect.isfunction(item) else getattr(item, "__call__", None)  # noqa: B004
+        if call is None or not inspect.iscoroutinefunction(call):
+            raise ConfigurationError(
+                f"WebSocket middleware must be `async def middleware(ws, call_next)`, got {item!r}."
+            )
+    return checked
+
+
+class WebsocketRoutes:
+    """A WebSocket route: ``WebsocketRoutes("/chat/{room_id}", handler)``."""
+
+    __slots__ = ("_kwargs", "handler", "middleware", "path", "template")
+
+    def __init__(
+        self,
+        path: str,
+        handler: WSHandler | type,
+        middleware: Sequence[WSMiddleware] | None = None,
+    ) -> None:
+        self.template = PathTemplate(path)
+        _check_handler(path, handler)
+        self.path = path
+        self.handler = handler
+        self.middleware = _check_middleware(middleware)
+        self._kwargs = self._keyword_params(handler)
+
+    def _keyword_params(self, handler: Any) -> frozenset[str] | None:
+        """Which path parameters the handler names (None: it takes ``**kwargs``)."""
+        if _consumer_class(handler) is not None:
+            return frozenset()
+        try:
+            parameters = list(inspect.signature(handler).parameters.values())
+        except (TypeError, ValueError):
+            return frozenset()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        names = frozenset(
+            p.name
+            for p in parameters[1:]
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        )
+        missing = [
+            p.name
+            for p in parameters[1:]
+            if p.default is inspect.Parameter.empty
+            and p.kind is not inspect.Parameter.VAR_POSITIONAL
+            and p.name not in self.template.param_names
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"WebSocket handler {getattr(handler, '__name__', handler)!r} requires "
+                f"{', '.join(map(repr, missing))}, but path {self.path!r} has no such parameter. "
+                "Add it to the path (e.g. '/chat/{room_id}') or give it a default value."
+            )
+        return names
+
+    def match(self, path: str) -> dict[str, Any] | None:
+        """Converted path parameters when ``path`` matches this route, else None."""
+        return self.template.match(path)
+
+    def handler_kwargs(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The path parameters to pass to the handler as keyword arguments."""
+        if self._kwargs is None:
+            return params
+        if not self._kwargs:
+            return {}
+        return {name: value for name, value in params.items() if name in self._kwargs}
+
+    def with_prefix(
+        self, prefix: str | None, middleware: Sequence[WSMiddleware] = ()
+    ) -> WebsocketRoutes:
+        """A copy of this route mounted under ``prefix``, behind extra middleware."""
+        return WebsocketRoutes(
+            join_paths(prefix, self.path), self.handler, [*middleware, *self.middleware]
+        )
+
+    def __repr__(self) -> str:
+        name = getattr(self.handler, "__name__", repr(self.handler))
+        return f"WebsocketRoutes({self.path!r}, {name})"
+
+
+class _WSRouteRegistry:
+    """``add_ws_route`` and ``ws_route`` in both their forms, shared by app and router."""
+
+    def _register_ws_route(self, route: WebsocketRoutes) -> None:
+        raise NotImplementedError
+
+    @overload
+    def add_ws_route(self, route: WebsocketRoutes, /) -> WebsocketRoutes: ...
+
+    @overload
+    def add_ws_route(
+        self,
+        path: str,
+        handler: WSHandler | type,
+        /,
+        middleware: Sequence[WSMiddleware] | None = None,
+    ) -> WebsocketRoutes: ...
+
+    def add_ws_route(
+        self,
+        route_or_path: WebsocketRoutes | str,
+        handler: WSHandler | type | None = None,
+        /,
+        middleware: Sequence[WSMiddleware] | None = None,
+    ) -> WebsocketRoutes:
+        """Register ``add_ws_route(WebsocketRoutes(...))`` or ``add_ws_route(path, handler)``."""
+        if isinstance(route_or_path, WebsocketRoutes):
+            if handler is not None:
+                raise ConfigurationError(
+                    "add_ws_route(route) takes a WebsocketRoutes alone; to give a handler, "
+                    "call add_ws_route(path, handler)."
+                )
+            route = route_or_path
+        elif isinstance(route_or_path, str):
+            if handler is None:
+                raise ConfigurationError(
+                    f"add_ws_route({route_or_path!r}) needs a handler: "
+                    f"add_ws_route({route_or_path!r}, handler)."
+                )
+            route = WebsocketRoutes(route_or_path, handler, middleware)
+        else:
+            raise ConfigurationError(
+                "add_ws_route() takes a WebsocketRoutes or a path and a handler, got "
+                f"{route_or_path!r}."
+            )
+        self._register_ws_route(route)
+        return route
+
+    @overload
+    def ws_route(self, path: str, /) -> Callable[[_H], _H]: ...
+
+    @overload
+    def ws_route(self, path: str, handler: _H, /) -> _H: ...
+
+    def ws_route(self, path: str, handler: Any = None, /) -> Any:
+        """``@ws_route(path)`` as a decorator, or ``ws_route(path, handler)`` directly."""
+        if handler is not None:
+            self.add_ws_route(path, handler)
+            return handler
+
+        def decorator(func: _H) -> _H:
+            self.add_ws_route(path, func)
+            return func
+
+        return decorator
+
+
+class WSRouter(_WSRouteRegistry):
+    """A group of WebSocket routes under a common prefix and middleware.
+
+    Routes added after the router was mounted are added to the app as well.
+    """
+
+    def __init__(
+        self,
+        prefix: str | None = None,
+        routes: Sequence[WebsocketRoutes] | None = None,
+        middleware: Sequence[WSMiddleware] | None = None,
+    ) -> None:
+        if prefix is not None:
+            join_paths(prefix, "/")  # validates the prefix now
+        self.prefix = prefix
+        self.middleware = _check_middleware(middleware)
+        self.routes: list[WebsocketRoutes] = []
+        self._mounts: list[tuple[Callable[[WebsocketRoutes], None], str | None]] = []
+        for route in routes or ():
+            if not isinstance(route, WebsocketRoutes):
+                raise ConfigurationError(
+                    f"WSRouter(routes=...) takes WebsocketRoutes objects, got {route!r}."
+                )
+            self._register_ws_route(route)
+
+    def _register_ws_route(self, route: WebsocketRoutes) -> None:
+        self.routes.append(route)
+        for register, prefix in self._mounts:
+            register(route.with_prefix(prefix, self.middleware))
+
+    def mounted_routes(self, prefix: str | None) -> list[WebsocketRoutes]:
+        """This router's routes as they are mounted under ``prefix`` (or its own)."""
+        chosen = self.prefix if prefix is None else prefix
+        return [route.with_prefix(chosen, self.middleware) for route in self.routes]
+
+    def _attach(self, register: Callable[[WebsocketRoutes], None], prefix: str | None) -> None:
+        self._mounts.append((register, self.prefix if prefix is None else prefix))
+
+
+def find_route(
+    routes: Sequence[WebsocketRoutes], path: str
+) -> tuple[WebsocketRoutes, dict[str, Any]] | None:
+    """The first route matching ``path`` with its parameters."""
+    for route in routes:
+        params = route.template.match(path)
+        if params is not None:
+            return route, params
+    return None

@@ -1,0 +1,469 @@
+"""The WebSocket connection: an ASGI ``websocket`` scope behind a small, strict API.
+
+State machine (``WebSocket.connection_state``)::
+
+    CONNECTING --accept()--> CONNECTED --close()-----------> CLOSED
+        |                        |
+        +--close()/deny()--> CLOSED (handshake refused: HTTP 403, or the deny status)
+                                 +--peer closes / drops---> DISCONNECTED
+
+Every operation checks the state first; a wrong one raises
+:class:`~nexios.exceptions.WebSocketStateError` saying what was expected and what to
+do. Once the peer is gone, every receive and send raises
+:class:`~nexios.exceptions.WebSocketDisconnect` with the close code.
+
+The receive/send path is kept lean: one state check, the ASGI call, and the decode or
+encode the frame needs — no logging, no helper objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from typing import Any
+
+from nexios import encoding
+from nexios.exceptions import (
+    InvalidJSONError,
+    WebSocketDisconnect,
+    WebSocketMessageTypeError,
+    WebSocketStateError,
+)
+
+__all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState"]
+
+Message = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+
+
+class WebSocketState(enum.Enum):
+    """Where a connection is in its life. See the module docstring for transitions."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    CLOSED = "closed"
+    DISCONNECTED = "disconnected"
+
+
+_CONNECTING = WebSocketState.CONNECTING
+_CONNECTED = WebSocketState.CONNECTED
+_CLOSED = WebSocketState.CLOSED
+_DISCONNECTED = WebSocketState.DISCONNECTED
+
+_RECEIVE = "websocket.receive"
+_DISCONNECT = "websocket.disconnect"
+
+
+class WebSocket:
+    """One WebSocket connection, handed to a route handler.
+
+    >>> @app.ws_route("/ws")
+    ... async def echo(ws: WebSocket) -> None:
+    ...     await ws.accept()
+    ...     async for text in ws.iter_text():
+    ...         await ws.send_text(text)
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cleanup",
+        "_connect_received",
+        "_headers",
+        "_kicked",
+        "_query_params",
+        "_receive",
+        "_receiving",
+        "_send",
+        "_state_obj",
+        "_task",
+        "close_code",
+        "close_reason",
+        "connection_state",
+        "scope",
+    )
+
+    def __init__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope.get("type") != "websocket":
+            raise WebSocketStateError(
+                f"WebSocket needs an ASGI 'websocket' scope, got {scope.get('type')!r}."
+            )
+        self.scope: dict[str, Any] = scope  # type: ignore[assignment]
+        self._receive = receive
+        self._send = send
+        self.connection_state = _CONNECTING
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        self._connect_received = False
+        self._receiving = False
+        self._kicked: tuple[int, str] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._cleanup: list[Callable[[], Any]] | None = None
+        self._headers: Any = None
+        self._query_params: Any = None
+        self._state_obj: Any = None
+
+    # ------------------------------------------------------------------ handshake
+
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[str | bytes, str | bytes]] | Mapping[str, str] | None = None,
+    ) -> None:
+        """Complete the handshake. Must be called once, before any receive or send."""
+        if self.connection_state is not _CONNECTING:
+            raise WebSocketStateError(
+                f"accept() called on a {self.connection_state.value} WebSocket: accept() "
+                "completes the handshake and may be called only once, first."
+            )
+        await self._await_connect()
+        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers:
+            message["headers"] = _encode_headers(headers)
+        await self._send_or_disconnect(message)
+        self.connection_state = _CONNECTED
+
+    async def deny(self, status_code: int = 403, body: bytes | str = b"") -> None:
+        """Refuse the handshake with an HTTP status (401, 403, 429...).
+
+        Uses the ASGI ``websocket.http.response`` extension when the server offers it;
+        otherwise the server answers 403.
+        """
+        if self.connection_state is not _CONNECTING:
+            raise WebSocketStateError(
+                "deny() refuses the handshake, so it must be called before accept(); "
+                f"this WebSocket is {self.connection_state.value}. Use close(code) after accept()."
+            )
+        await self._await_connect()
+        if "websocket.http.response" in self.scope.get("extensions", {}):
+            payload = body.encode() if isinstance(body, str) else body
+            await self._send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status_code,
+                    "headers": [
+                        (b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
+            await self._send({"type": "websocket.http.response.body", "body": payload})
+        else:
+            await self._send({"type": "websocket.close", "code": 1008, "reason": ""})
+        self.connection_state = _CLOSED
+        self.close_code = status_code
+
+    async def _await_connect(self) -> None:
+        if self._connect_received:
+            return
+        message = await self._receive()
+        self._connect_received = True
+        if message["type"] == _DISCONNECT:
+            self._mark_disconnected(message)
+            raise WebSocketDisconnect(self.close_code or 1006, self.close_reason)
+        if message["type"] != "websocket.connect":
+            raise WebSocketStateError(
+                f"Expected the ASGI 'websocket.connect' message first, got {message['type']!r}."
+            )
+
+    # ------------------------------------------------------------------ receive
+
+    async def receive(self) -> Message:
+        """The next ASGI ``websocket.receive`` message (with ``text`` or ``bytes``)."""
+        return await self._receive_message()
+
+    async def receive_text(self) -> str:
+        """The next text frame. A binary frame raises WebSocketMessageTypeError."""
+        message = await self._receive_message()
+        text = message.get("text")
+        if text is None:
+            raise WebSocketMessageTypeError(
+                f"Expected a text frame but received a binary frame "
+                f"({len(message.get('bytes') or b'')} bytes). Use receive_bytes() for binary "
+                "frames, or receive() to accept both."
+            )
+        return text  # type: ignore[no-any-return]
+
+    async def receive_bytes(self) -> bytes:
+        """The next binary frame. A text frame raises WebSocketMessageTypeError."""
+        message = await self._receive_message()
+        data = message.get("bytes")
+        if data is None:
+            raise WebSocketMessageTypeError(
+                "Expected a binary frame but received a text frame. Use receive_text() for "
+                "text frames, or receive() to accept both."
+            )
+        return data  # type: ignore[no-any-return]
+
+    async def receive_json(self, mode: str = "text") -> Any:
+        """The next frame parsed as JSON (``mode="text"`` or ``"binary"`` frames).
+
+        Invalid JSON raises :class:`~nexios.exceptions.InvalidJSONError` (a
+        ``ValueError``); the connection stays usable.
+        """
+        if mode not in ("text", "binary"):
+            raise ValueError(f'receive_json mode must be "text" or "binary", got {mode!r}')
+        message = await self._receive_message()
+        raw = message.get("text") if mode == "text" else message.get("bytes")
+        if raw is None:
+            expected, got = ("text", "binary") if mode == "text" else ("binary", "text")
+            raise WebSocketMessageTypeError(
+                f'receive_json(mode="{mode}") expected a {expected} frame but received a '
+                f'{got} frame. Call receive_json(mode="{got}") to read {got} JSON frames.'
+            )
+        try:
+            return encoding.loads(raw)
+        except encoding.JSONDecodeError as error:
+            raise InvalidJSONError(f"Invalid JSON: {error}") from None
+
+    async def _receive_message(self) -> Message:
+        if self.connection_state is not _CONNECTED:
+            self._raise_cannot_receive()
+        self._receiving = True
+        try:
+            message: Message = await self._receive()
+        except asyncio.CancelledError:
+            if self._kicked is None:
+                raise
+            if self._task is not None:
+                self._task.uncancel()
+            raise WebSocketDisconnect(*self._kicked) from None
+        finally:
+            self._receiving = False
+        if message["type"] != _RECEIVE:
+            if message["type"] == _DISCONNECT:
+                self._mark_disconnected(message)
+                raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
+            raise WebSocketStateError(f"Unexpected ASGI message {message['type']!r}.")
+        return message
+
+    def _raise_cannot_receive(self) -> None:
+        if self.connection_state is _CONNECTING:
+            raise WebSocketStateError(
+                "Cannot receive before the handshake is complete: call `await ws.accept()` first."
+            )
+        if self.connection_state is _DISCONNECTED:
+            raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
+        raise WebSocketStateError(
+            "Cannot receive: this WebSocket was closed by the application "
+            f"(close code {self.close_code}). Return from the handler instead."
+        )
+
+    # ------------------------------------------------------------------ send
+
+    async def send(self, message: Message) -> None:
+        """Send a raw ASGI message (``websocket.send`` / ``websocket.close``...)."""
+        if self.connection_state is not _CONNECTED:
+            self._raise_cannot_send()
+        await self._send_or_disconnect(message)
+        if message.get("type") == "websocket.close":
+            self.connection_state = _CLOSED
+            self.close_code = message.get("code", 1000)
+
+    async def send_text(self, data: str) -> None:
+        """Send a text frame."""
+        if self.connection_state is not _CONNECTED:
+            self._raise_cannot_send()
+        if data.__class__ is not str and not isinstance(data, str):
+            raise TypeError(
+                f"send_text() takes a str, got {type(data).__name__}; use send_bytes() for "
+                "bytes or send_json() for other values."
+            )
+        await self._send_or_disconnect({"type": "websocket.send", "text": data})
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame."""
+        if self.connection_state is not _CONNECTED:
+            self._raise_cannot_send()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(
+                f"send_bytes() takes bytes, got {type(data).__name__}; use send_text() for str "
+                "or send_json() for other values."
+            )
+        await self._send_or_disconnect({"type": "websocket.send", "bytes": bytes(data)})
+
+    async def send_json(self, data: Any, mode: str = "text") -> None:
+        """Send ``data`` as JSON in a text frame (``mode="text"``) or binary frame.
+
+        History entries and lists of them serialise as ``{"seq", "payload", "created"}``.
+        """
+        if mode not in ("text", "binary"):
+            raise ValueError(f'send_json mode must be "text" or "binary", got {mode!r}')
+        if self.connection_state is not _CONNECTED:
+            self._raise_cannot_send()
+        encoded = encoding.dumps(data)
+        if mode == "text":
+            await self._send_or_disconnect({"type": "websocket.send", "text": encoded.decode()})
+        else:
+            await self._send_or_disconnect({"type": "websocket.send", "bytes": encoded})
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection (before accept: refuse the handshake with HTTP 403).
+
+        Closing a socket that is already closed or disconnected does nothing.
+        """
+        if self.connection_state is _CLOSED or self.connection_state is _DISCONNECTED:
+            return
+        if self.connection_state is _CONNECTING:
+            await self._await_connect()
+        await self._send_or_disconnect(
+            {"type": "websocket.close", "code": code, "reason": reason or ""}
+        )
+        self.connection_state = _CLOSED
+        self.close_code = code
+        self.close_reason = reason or ""
+
+    async def _send_or_disconnect(self, message: Message) -> None:
+        try:
+            await self._send(message)
+        except OSError as error:  # uvicorn raises ClientDisconnected, an OSError
+            self.connection_state = _DISCONNECTED
+            self.close_code = self.close_code or 1006
+            raise WebSocketDisconnect(self.close_code, str(error) or "") from None
+
+    def _raise_cannot_send(self) -> None:
+        if self.connection_state is _CONNECTING:
+            raise WebSocketStateError(
+                "Cannot send before the handshake is complete: call `await ws.accept()` first."
+            )
+        if self.connection_state is _DISCONNECTED:
+            raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
+        raise WebSocketStateError(
+            f"Cannot send: this WebSocket was already closed by the application (close code "
+            f"{self.close_code}). Send everything before calling close()."
+        )
+
+    def _mark_disconnected(self, message: Message) -> None:
+        self.connection_state = _DISCONNECTED
+        self.close_code = message.get("code", 1005)
+        self.close_reason = message.get("reason") or ""
+
+    # ------------------------------------------------------------------ iteration
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Yield text frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_text()
+        except WebSocketDisconnect:
+            return
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield binary frames until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_bytes()
+        except WebSocketDisconnect:
+            return
+
+    async def iter_json(self, mode: str = "text") -> AsyncIterator[Any]:
+        """Yield JSON values until the client disconnects."""
+        try:
+            while True:
+                yield await self.receive_json(mode)
+        except WebSocketDisconnect:
+            return
+
+    # ------------------------------------------------------------------ eviction
+
+    def kick(self, code: int, reason: str = "") -> None:
+        """End the connection from outside the handler (eviction, shutdown, limits).
+
+        The handler's pending or next receive raises ``WebSocketDisconnect(code)``;
+        the caller is responsible for sending the close frame.
+        """
+        if self.connection_state is _DISCONNECTED or self._kicked is not None:
+            return
+        self._kicked = (code, reason)
+        self.connection_state = _DISCONNECTED
+        self.close_code = code
+        self.close_reason = reason
+        if self._receiving and self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    @property
+    def kicked(self) -> bool:
+        """True once :meth:`kick` ended this connection."""
+        return self._kicked is not None
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` (sync, or returning an awaitable) when the handler ends."""
+        if self._cleanup is None:
+            self._cleanup = []
+        self._cleanup.append(callback)
+
+    # ------------------------------------------------------------------ request data
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        """Converted path parameters of the matched route."""
+        return self.scope.get("path_params", {})  # type: ignore[no-any-return]
+
+    @property
+    def url(self) -> Any:
+        """The full request URL (``ws.url.path`` is the path)."""
+        from nexios.http.datastructures import URL
+
+        return URL.from_scope(self.scope)
+
+    @property
+    def headers(self) -> Any:
+        """Request headers (case-insensitive)."""
+        if self._headers is None:
+            from nexios.http.datastructures import Headers
+
+            self._headers = Headers(raw=self.scope.get("headers", []))
+        return self._headers
+
+    @property
+    def query_params(self) -> Any:
+        """Query string parameters."""
+        if self._query_params is None:
+            from nexios.http.datastructures import QueryParams
+
+            self._query_params = QueryParams(self.scope.get("query_string", b""))
+        return self._query_params
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """Cookies sent with the handshake."""
+        from nexios.http.request import parse_cookies
+
+        return parse_cookies(self.headers.get("cookie", ""))
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """``(host, port)`` of the peer, when the server reports it."""
+        client = self.scope.get("client")
+        return tuple(client) if client else None  # type: ignore[return-value]
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """Subprotocols the client offered."""
+        return list(self.scope.get("subprotocols", []))
+
+    @property
+    def state(self) -> Any:
+        """Per-connection namespace for your own data (``ws.state.user = ...``)."""
+        if self._state_obj is None:
+            from types import SimpleNamespace
+
+            self._state_obj = SimpleNamespace(**self.scope.get("state", {}))
+        return self._state_obj
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.scope.get('path')!r} {self.connection_state.value}>"
+
+
+def _encode_headers(
+    headers: Iterable[tuple[str | bytes, str | bytes]] | Mapping[str, str],
+) -> list[tuple[bytes, bytes]]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [
+        (
+            name.lower().encode("latin-1") if isinstance(name, str) else name.lower(),
+            value.encode("latin-1") if isinstance(value, str) else value,
+        )
+        for name, value in items
+    ]
