@@ -430,7 +430,7 @@ class TestClient(httpx.Client):
 
 
 async def _make_session(
-    app: ASGIApp, scope: dict[str, Any], timeout: float
+    app: ASGIApp, scope: dict[str, Any], limit: float
 ) -> AsyncWebSocketSession:
     return AsyncWebSocketSession(app, scope, limit)
 
