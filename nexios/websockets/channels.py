@@ -95,6 +95,8 @@ class Channel:
         "outbox",
         "payload_type",
         "payload_type_value",
+        "sink",
+        "stalled_since",
         "uuid",
         "websocket",
     )
@@ -127,6 +129,8 @@ class Channel:
         self.last_active = time.monotonic()
         self.groups: set[str] = set()
         self.outbox: Outbox | None = None
+        self.sink: Any = None
+        self.stalled_since: float | None = None
         websocket.on_close(self._on_socket_closed)
 
     @property

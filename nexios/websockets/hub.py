@@ -42,6 +42,7 @@ __all__ = ["Hub", "HubSettings", "PresenceMember", "encode_payload"]
 logger = logging.getLogger("nexios.channels")
 
 _DEADLINE_CHECK = 0.25
+_SINK_HIGH_WATER = 64 * 1024
 _EXPIRY_CHECK = 1.0
 
 
@@ -52,7 +53,7 @@ class HubSettings:
     channels_url: str | None = None
     history_url: str | None = None
     history_limits: HistoryLimits | None = None
-    outbox: OutboxLimits = field(default_factory=OutboxLimits)
+    outbox: OutboxLimits = field(default_factory=OutboxLimits.from_env)
     presence_ttl: float = 15.0
 
     def resolved_channels_url(self) -> str:
@@ -92,21 +93,33 @@ def stamp_seq(data: bytes, seq_field: str, seq: int) -> bytes:
     return b"{" + key + b":" + str(seq).encode() + b"," + data[1:]
 
 
-def _frame(payload_type: str, kind: str, data: bytes) -> tuple[dict[str, Any], int]:
-    """The ASGI send message for a member of ``payload_type``, and its size."""
-    if payload_type == "bytes":
-        return {"type": "websocket.send", "bytes": data}, len(data)
+def _frame_payload(payload_type: str, kind: str, data: bytes) -> tuple[bool, bytes]:
+    """What a member of ``payload_type`` receives: ``(is_text, utf-8 or binary bytes)``."""
+    if payload_type == "bytes" or (kind == "bytes" and payload_type == "text"):
+        return False, data
     if payload_type == "json" and kind != "json":
         if kind == "text":
-            text = encoding.dumps(data.decode()).decode()
-        else:
-            import base64
+            return True, encoding.dumps(data.decode())
+        import base64
 
-            text = encoding.dumps(base64.b64encode(data).decode()).decode()
-        return {"type": "websocket.send", "text": text}, len(text)
-    if kind == "bytes":
-        return {"type": "websocket.send", "bytes": data}, len(data)
-    return {"type": "websocket.send", "text": data.decode()}, len(data)
+        return True, encoding.dumps(base64.b64encode(data).decode())
+    return True, data
+
+
+def _frame(payload_type: str, kind: str, data: bytes) -> tuple[dict[str, Any], int]:
+    """The ASGI send message for a member of ``payload_type``, and its size."""
+    is_text, payload = _frame_payload(payload_type, kind, data)
+    if is_text:
+        return {"type": "websocket.send", "text": payload.decode()}, len(payload)
+    return {"type": "websocket.send", "bytes": payload}, len(payload)
+
+
+def _raw_frame(payload_type: str, kind: str, data: bytes) -> bytes:
+    """The complete WebSocket frame, for members whose server accepts pre-framed bytes."""
+    from nexios.server import build_frame
+
+    is_text, payload = _frame_payload(payload_type, kind, data)
+    return build_frame(payload, text=is_text)
 
 
 class Hub:
@@ -179,6 +192,7 @@ class Hub:
         channel.groups.add(group)
         self.channels[channel.uuid] = channel
         if channel.outbox is None:
+            channel.sink = _frame_sink(channel.websocket)
             channel.outbox = Outbox(
                 channel.websocket,
                 self.settings.outbox,
@@ -330,8 +344,17 @@ class Hub:
         if not members:
             return 0
         frames: dict[str, tuple[dict[str, Any], int]] = {}
+        raw_frames: dict[str, bytes] = {}
         queued = 0
         for channel in tuple(members.values()):
+            if channel.sink is not None:
+                raw = raw_frames.get(channel.payload_type_value)
+                if raw is None:
+                    raw = raw_frames[channel.payload_type_value] = _raw_frame(
+                        channel.payload_type_value, kind, data
+                    )
+                queued += self._write_to_sink(channel, raw)
+                continue
             framed = frames.get(channel.payload_type_value)
             if framed is None:
                 framed = frames[channel.payload_type_value] = _frame(
@@ -342,6 +365,22 @@ class Hub:
                 queued += 1
         return queued
 
+    def _write_to_sink(self, channel: Channel, frame: bytes) -> int:
+        """Write a pre-built frame to the member's transport; its buffer is the queue."""
+        sink = channel.sink
+        if sink.buffered() + len(frame) > self.settings.outbox.max_bytes:
+            self._evict_sink_member(channel, "write buffer full: client too slow")
+            return 0
+        if not sink.write(frame):
+            self._on_dead_member(channel, 1006, "connection closed")
+            return 0
+        return 1
+
+    def _evict_sink_member(self, channel: Channel, reason: str) -> None:
+        # A peer that stopped reading can't take a close frame either: drop it now.
+        channel.sink.abort()
+        self._on_dead_member(channel, 1013, reason)
+
     def _on_remote_message(self, group: str, message: WireMessage) -> None:
         self.deliver_local(group, message.kind, message.data)
 
@@ -351,6 +390,11 @@ class Hub:
         if channel is None or channel.outbox is None:
             return False
         kind, data = encode_payload(payload)
+        if channel.sink is not None:
+            return (
+                self._write_to_sink(channel, _raw_frame(channel.payload_type_value, kind, data))
+                == 1
+            )
         message, size = _frame(channel.payload_type_value, kind, data)
         return channel.outbox.put(message, size)
 
@@ -401,10 +445,20 @@ class Hub:
                 logger.exception("Channel maintenance failed; retrying")
 
     def _check_deadlines(self, now: float) -> None:
+        timeout = self.settings.outbox.send_timeout
         for channel in list(self.channels.values()):
             outbox = channel.outbox
-            if outbox is not None and not outbox.closed and outbox.overdue(now):
-                self._on_dead_member(channel, 1013, "send deadline missed: client too slow")
+            if outbox is None or outbox.closed:
+                continue
+            if channel.sink is None:
+                if outbox.overdue(now):
+                    self._on_dead_member(channel, 1013, "send deadline missed: client too slow")
+            elif channel.sink.buffered() <= _SINK_HIGH_WATER:
+                channel.stalled_since = None
+            elif channel.stalled_since is None:
+                channel.stalled_since = now
+            elif now - channel.stalled_since > timeout:
+                self._evict_sink_member(channel, "send deadline missed: client too slow")
 
     async def _close_expired(self) -> None:
         for channel in list(self.channels.values()):
@@ -435,6 +489,12 @@ class Hub:
 
     def local_members(self, group: str) -> Iterable[Channel]:
         return tuple(self.groups.get(group, {}).values())
+
+
+def _frame_sink(ws: Any) -> Any:
+    """The server's pre-framed write channel for this socket, if it offers one."""
+    extension = ws.scope.get("extensions", {}).get("nexios.frames")
+    return extension.get("sink") if extension else None
 
 
 def _member(record: PresenceRecord) -> PresenceMember:

@@ -57,6 +57,28 @@ class OutboxLimits:
     send_timeout: float = 5.0
     policy: OverflowPolicy = OverflowPolicy.EVICT
 
+    @classmethod
+    def from_env(cls) -> OutboxLimits:
+        """Defaults, overridden by ``NEXIOS_OUTBOX_MAX_MESSAGES``, ``NEXIOS_OUTBOX_MAX_BYTES``,
+        ``NEXIOS_SEND_TIMEOUT`` and ``NEXIOS_OUTBOX_POLICY`` (evict, drop_oldest, drop_newest).
+        """
+        import os
+
+        from nexios.exceptions import ConfigurationError
+
+        base = cls()
+        try:
+            return cls(
+                max_messages=int(os.environ.get("NEXIOS_OUTBOX_MAX_MESSAGES", base.max_messages)),
+                max_bytes=int(os.environ.get("NEXIOS_OUTBOX_MAX_BYTES", base.max_bytes)),
+                send_timeout=float(os.environ.get("NEXIOS_SEND_TIMEOUT", base.send_timeout)),
+                policy=OverflowPolicy(os.environ.get("NEXIOS_OUTBOX_POLICY", base.policy.value)),
+            )
+        except ValueError as error:
+            raise ConfigurationError(
+                f"Invalid NEXIOS_OUTBOX_* / NEXIOS_SEND_TIMEOUT: {error}"
+            ) from None
+
     def __post_init__(self) -> None:
         if self.max_messages < 1 or self.max_bytes < 1:
             raise ValueError("OutboxLimits bounds must be at least 1")

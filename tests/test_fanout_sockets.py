@@ -1,0 +1,104 @@
+"""Fan-out over real sockets: a stalled and a vanished member cannot hold up a group.
+
+100 members on a real uvicorn: 98 healthy (one of them publishes), one that completed
+the handshake and never reads, one that vanished without a close frame (TCP reset).
+Every healthy member must receive every one of 400 messages of 16 KB, the publisher
+stays connected, and the stalled member's buffered bytes never exceed its bound.
+Runs on both fan-out paths: the portable ASGI one and nexios's frame-once protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+
+import httpx
+import pytest
+import websockets
+
+from tests.support.server import serve
+
+MEMBERS = 100
+MESSAGES = 400
+SIZE = 16 * 1024
+MAX_BYTES = 1024 * 1024
+
+
+def _raw_member(port: int, path: str) -> socket.socket:
+    """Open a WebSocket with a bare socket (so nothing reads unless we do)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+async def _healthy_member(url: str, counts: list[int], index: int, ready: asyncio.Event) -> None:
+    async with websockets.connect(url, max_size=None, max_queue=None) as ws:
+        assert await ws.recv() == "joined"
+        ready.set()
+        while counts[index] < MESSAGES:
+            message = await ws.recv()
+            assert len(message) == SIZE
+            counts[index] += 1
+
+
+@pytest.mark.parametrize("ws_impl", ["websockets-sansio", "auto"], ids=["portable", "frame-once"])
+@pytest.mark.anyio
+async def test_stalled_and_vanished_members_do_not_stall_the_group(ws_impl: str) -> None:
+    env = {
+        "NEXIOS_OUTBOX_MAX_BYTES": str(MAX_BYTES),
+        "NEXIOS_SEND_TIMEOUT": "2",
+    }
+    with serve("tests.support.fanout_app:app", env=env, args=["--ws", ws_impl]) as server:
+        url = server.ws_url("/room/big")
+        healthy = MEMBERS - 2
+        counts = [0] * healthy
+        readies = [asyncio.Event() for _ in range(healthy)]
+        tasks = [
+            asyncio.create_task(_healthy_member(url, counts, i, readies[i]))
+            for i in range(healthy - 1)
+        ]
+        for ready in readies[: healthy - 1]:
+            await asyncio.wait_for(ready.wait(), 20)
+        stalled = _raw_member(server.port, "/room/big")
+        vanished = _raw_member(server.port, "/room/big")
+        vanished.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        vanished.close()  # RST, no close frame
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            async with websockets.connect(url, max_size=None, max_queue=None) as sender:
+                assert await sender.recv() == "joined"
+
+                async def publish() -> None:
+                    for i in range(MESSAGES):
+                        await sender.send(f"{i:08d}".ljust(SIZE, "x"))
+
+                async def own_copies() -> None:
+                    while counts[-1] < MESSAGES:
+                        await sender.recv()
+                        counts[-1] += 1
+
+                await asyncio.wait_for(asyncio.gather(publish(), own_copies(), *tasks), 90)
+                assert counts == [MESSAGES] * healthy
+                # The publisher is still connected and served.
+                await sender.send("still here")
+                assert (await asyncio.wait_for(sender.recv(), 10)) == "still here"
+                report = (await http.get("/debug/big")).json()
+        stalled.close()
+        assert report["frame_once"] is (ws_impl == "auto"), report
+        assert report["evictions"] >= 1, report
+        assert report["peak_queued_bytes"] <= MAX_BYTES, report
+        assert "Evicting channel" in server.log()
