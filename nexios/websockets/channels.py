@@ -190,8 +190,11 @@ class Channel:
 
     async def _on_socket_closed(self) -> None:
         hub = ChannelBox._hub_if_running()
-        if hub is not None and (self.groups or self.outbox is not None):
+        if hub is None:
+            return
+        if self.groups or self.outbox is not None:
             await hub.forget(self, reason="disconnected")
+        await hub.close_frame_sent(self.websocket)
 
     def __repr__(self) -> str:
         return f"<Channel {self.uuid} {self.payload_type_value} groups={sorted(self.groups)}>"

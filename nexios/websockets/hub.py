@@ -31,6 +31,7 @@ from nexios.history import history_from_url, limits_from_env
 from nexios.history.base import HistoryLimits, HistoryPage, HistoryStore
 from nexios.layers import layer_from_url
 from nexios.layers.base import ChannelLayer, PresenceRecord, WireMessage
+from nexios.layers.memory import MemoryLayer
 from nexios.websockets.outbox import Outbox, OutboxLimits
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class Hub:
         self._start_lock = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._close_frames: dict[int, asyncio.Task[None]] = {}
         self.evictions = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -257,10 +259,21 @@ class Hub:
 
         if ws.connection_state is not WebSocketState.CONNECTED:
             return
-        ws.kick(code, reason)
         task = self.loop.create_task(self._send_close(ws, code, reason))
         self._closing.add(task)
+        self._close_frames[id(ws)] = task
         task.add_done_callback(self._closing.discard)
+        ws.kick(code, reason)
+
+    async def close_frame_sent(self, ws: Any) -> None:
+        """Wait for the close frame an eviction or expiry is sending to ``ws``.
+
+        The handler ends as soon as it is kicked; the app must not return (and let the
+        server drop the connection) before that frame is written.
+        """
+        task = self._close_frames.pop(id(ws), None)
+        if task is not None:
+            await asyncio.wait({task})
 
     async def _send_close(self, ws: Any, code: int, reason: str) -> None:
         # The peer may not be reading: bound the wait, the server drops it later.
@@ -323,7 +336,7 @@ class Hub:
             )
         await self.layer.publish(group, WireMessage(kind, data, seq))
         delivered = self.deliver_local(group, kind, data)
-        return delivered or self.layer.url.split(":", 1)[0] != "memory"
+        return delivered > 0 or not isinstance(self.layer, MemoryLayer)
 
     @staticmethod
     def _stamped(payload: Any, kind: str, data: bytes, seq_field: str, seq: int) -> bytes:
