@@ -57,11 +57,11 @@ class PathTemplate:
                 "Write it like '/chat' or '/chat/{room_id}'."
             )
         self.template = template
-        pattern: list[str] = ["^"]
+        pattern: list[str] = []
         converters: list[tuple[str, Callable[[str], Any]]] = []
         position = 0
         for found in _PARAM.finditer(template):
-            pattern.append(re.escape(template[position : found.start()]))
+            pattern.append(_literal(template, template[position : found.start()]))
             name, _, kind = found.group(1).partition(":")
             name, kind = name.strip(), (kind.strip() or "str")
             if not _NAME.match(name):
@@ -79,18 +79,16 @@ class PathTemplate:
             pattern.append(f"(?P<{name}>{CONVERTERS[kind].regex})")
             converters.append((name, CONVERTERS[kind].convert))
             position = found.end()
-        rest = template[position:]
-        if "{" in rest or "}" in rest:
-            raise ConfigurationError(f"Unbalanced braces in path {template!r}.")
-        pattern.append(re.escape(rest))
-        pattern.append("$")
-        self._regex = re.compile("".join(pattern))
+        pattern.append(_literal(template, template[position:]))
+        # fullmatch, not "^...$": "$" also matches before a trailing newline, so
+        # "/items/1\n" would match "/items/{id:int}". DOTALL lets {p:path} span "\n".
+        self._regex = re.compile("".join(pattern), re.DOTALL)
         self._converters = tuple(converters)
         self.param_names = tuple(name for name, _ in converters)
 
     def match(self, path: str) -> dict[str, Any] | None:
         """Return the converted path parameters when ``path`` matches, else ``None``."""
-        found = self._regex.match(path)
+        found = self._regex.fullmatch(path)
         if found is None:
             return None
         if not self._converters:
@@ -103,6 +101,15 @@ class PathTemplate:
 
     def __repr__(self) -> str:
         return f"PathTemplate({self.template!r})"
+
+
+def _literal(template: str, text: str) -> str:
+    if "{" in text or "}" in text:
+        raise ConfigurationError(
+            f"Unbalanced braces in path {template!r}: write parameters as '{{name}}' or "
+            "'{name:converter}'."
+        )
+    return re.escape(text)
 
 
 def join_paths(prefix: str | None, path: str) -> str:

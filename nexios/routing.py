@@ -32,36 +32,58 @@ def _consumer_class(handler: Any) -> type | None:
     return None
 
 
+def _is_async_callable(obj: Any) -> bool:
+    """An ``async def`` function, a partial of one, or an instance with ``async __call__``."""
+    if inspect.iscoroutinefunction(obj):
+        return True
+    if isinstance(obj, type) or not callable(obj):
+        return False
+    return inspect.iscoroutinefunction(getattr(obj, "__call__", None))  # noqa: B004
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"the class {obj.__qualname__}"
+    if inspect.isasyncgenfunction(obj):
+        return f"the async generator function {obj.__qualname__!r}"
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return f"the sync function {obj.__qualname__!r}"
+    return f"{type(obj).__name__} {obj!r}"
+
+
 def _check_handler(path: str, handler: Any) -> None:
     if _consumer_class(handler) is not None:
         return
-    if isinstance(handler, WebsocketRoutes):
-        raise ConfigurationError(
-            f"Got a WebsocketRoutes object as the handler for {path!r}: pass the route "
-            "itself, e.g. app.add_ws_route(route), not app.add_ws_route(path, route)."
+    if isinstance(handler, WebsocketRoutes | WSRouter):
+        kind = type(handler).__name__
+        fix = (
+            "app.add_ws_route(route), not app.add_ws_route(path, route)"
+            if kind == "WebsocketRoutes"
+            else "app.mount_ws_router(router) or app.mount_ws_router(router, prefix)"
         )
-    target = handler if inspect.isfunction(handler) or inspect.ismethod(handler) else None
-    if target is None and callable(handler):
-        target = getattr(handler, "__call__", None)  # noqa: B004 - an instance with async __call__
-    if target is None or not callable(handler):
+        raise ConfigurationError(f"Got a {kind} as the handler for {path!r}: use {fix}.")
+    if not _is_async_callable(handler):
         raise ConfigurationError(
             f"WebSocket handler for {path!r} must be an async function "
-            f"(async def handler(ws): ...), got {handler!r}."
-        )
-    if not inspect.iscoroutinefunction(target):
-        raise ConfigurationError(
-            f"WebSocket handler {getattr(handler, '__name__', handler)!r} for {path!r} must "
-            "be declared with `async def`."
+            f"(async def handler(ws): ...) or a WebSocketConsumer subclass, got "
+            f"{_describe(handler)}."
         )
 
 
 def _check_middleware(middleware: Iterable[Any] | None) -> list[WSMiddleware]:
+    if middleware is not None and (
+        isinstance(middleware, str | bytes) or not isinstance(middleware, Iterable)
+    ):
+        raise ConfigurationError(
+            f"middleware= takes a list of `async def middleware(ws, call_next)`, got "
+            f"{middleware!r}."
+        )
     checked = list(middleware or ())
     for item in checked:
-        call = item if inspect.isfunction(item) else getattr(item, "__call__", None)  # noqa: B004
-        if call is None or not inspect.iscoroutinefunction(call):
+        if not _is_async_callable(item):
             raise ConfigurationError(
-                f"WebSocket middleware must be `async def middleware(ws, call_next)`, got {item!r}."
+                "WebSocket middleware must be `async def middleware(ws, call_next)`, got "
+                f"{_describe(item)}."
             )
     return checked
 
@@ -92,25 +114,39 @@ class WebsocketRoutes:
             parameters = list(inspect.signature(handler).parameters.values())
         except (TypeError, ValueError):
             return frozenset()
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        name = getattr(handler, "__name__", repr(handler))
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if not parameters or parameters[0].kind not in (
+            *positional,
+            inspect.Parameter.VAR_POSITIONAL,
+        ):
+            raise ConfigurationError(
+                f"WebSocket handler {name!r} for {self.path!r} must take the WebSocket as its "
+                "first positional argument: async def handler(ws, ...)."
+            )
+        rest = parameters[1:] if parameters[0].kind in positional else parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in rest):
             return None
         names = frozenset(
             p.name
-            for p in parameters[1:]
+            for p in rest
             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         )
         missing = [
             p.name
-            for p in parameters[1:]
+            for p in rest
             if p.default is inspect.Parameter.empty
             and p.kind is not inspect.Parameter.VAR_POSITIONAL
-            and p.name not in self.template.param_names
+            and (
+                p.kind is inspect.Parameter.POSITIONAL_ONLY
+                or p.name not in self.template.param_names
+            )
         ]
         if missing:
             raise ConfigurationError(
-                f"WebSocket handler {getattr(handler, '__name__', handler)!r} requires "
-                f"{', '.join(map(repr, missing))}, but path {self.path!r} has no such parameter. "
-                "Add it to the path (e.g. '/chat/{room_id}') or give it a default value."
+                f"WebSocket handler {name!r} requires {', '.join(map(repr, missing))}, but path "
+                f"{self.path!r} has no such parameter. Add it to the path (e.g. "
+                "'/chat/{room_id}') or give it a default value."
             )
         return names
 
@@ -179,6 +215,11 @@ class _WSRouteRegistry:
                     f"add_ws_route({route_or_path!r}, handler)."
                 )
             route = WebsocketRoutes(route_or_path, handler, middleware)
+        elif isinstance(route_or_path, WSRouter):
+            raise ConfigurationError(
+                "add_ws_route() takes one route; to add a WSRouter use "
+                "mount_ws_router(router) or mount_ws_router(router, prefix)."
+            )
         else:
             raise ConfigurationError(
                 "add_ws_route() takes a WebsocketRoutes or a path and a handler, got "
@@ -195,6 +236,11 @@ class _WSRouteRegistry:
 
     def ws_route(self, path: str, handler: Any = None, /) -> Any:
         """``@ws_route(path)`` as a decorator, or ``ws_route(path, handler)`` directly."""
+        if not isinstance(path, str):
+            raise ConfigurationError(
+                f"ws_route() takes the path first, got {path!r}: write @ws_route('/path') "
+                "(with parentheses and a path)."
+            )
         if handler is not None:
             self.add_ws_route(path, handler)
             return handler

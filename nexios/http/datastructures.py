@@ -37,7 +37,9 @@ __all__ = [
 
 Scope = MutableMapping[str, Any]
 Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
+# Received messages are typed loosely so that servers and clients typed the Starlette
+# way (MutableMapping messages) and our own dict-typed callables both fit.
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[Message], Awaitable[None]]
 # Loose on purpose: ASGI apps typed with MutableMapping messages (Starlette) fit too.
 ASGIApp = Callable[..., Awaitable[None]]

@@ -8,6 +8,7 @@ is buffered. ``json()`` and ``form()`` parse that cached body, so they share the
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from python_multipart import MultipartParser
@@ -21,7 +22,6 @@ from nexios.http.datastructures import (
     Address,
     FormData,
     Headers,
-    Message,
     QueryParams,
     Receive,
     Scope,
@@ -39,7 +39,7 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 _MISSING: Any = object()
 
 
-async def _no_receive() -> Message:
+async def _no_receive() -> MutableMapping[str, Any]:
     raise RuntimeError("This Request was built without a receive channel; it has no body.")
 
 

@@ -70,11 +70,14 @@ class Route:
         self.template = PathTemplate(path)
         self.path = path
         if not callable(handler) or not _is_async_callable(handler):
-            got = (
-                f"sync function {getattr(handler, '__name__', handler)!r}"
-                if callable(handler)
-                else f"{type(handler).__name__} {handler!r}"
-            )
+            if inspect.isclass(handler):
+                got = f"the class {handler.__name__} (register an instance of it)"
+            elif inspect.isfunction(handler) or inspect.ismethod(handler):
+                got = f"the sync function {handler.__name__!r}"
+            elif callable(handler):
+                got = f"{handler!r}, whose __call__ is not async"
+            else:
+                got = f"{type(handler).__name__} {handler!r}, which is not callable"
             raise ConfigurationError(
                 f"HTTP handler for {path!r} must be an async function (async def ...), "
                 f"got {got}. Declare it with 'async def' or give its class an 'async def "

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["RedisServer", "redis_server", "redis_url"]
+__all__ = ["RedisServer", "free_port", "redis_server", "redis_url"]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 _START_TIMEOUT = 10.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -47,7 +47,7 @@ class RedisServer:
     """One ``redis-server`` subprocess without persistence, bound to 127.0.0.1."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._frozen = False
 
