@@ -55,7 +55,9 @@ class HubSettings:
     history_url: str | None = None
     history_limits: HistoryLimits | None = None
     outbox: OutboxLimits = field(default_factory=OutboxLimits.from_env)
-    presence_ttl: float = 15.0
+    presence_ttl: float = field(
+        default_factory=lambda: float(os.environ.get("NEXIOS_PRESENCE_TTL", "15"))
+    )
 
     def resolved_channels_url(self) -> str:
         return self.channels_url or os.environ.get("NEXIOS_CHANNELS_URL") or "memory://"
