@@ -46,8 +46,10 @@ def _command(port: int, command: bytes, timeout: float = 0.5) -> bytes:
 class RedisServer:
     """One ``redis-server`` subprocess without persistence, bound to 127.0.0.1."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, durable: bool = False) -> None:
         self.port = port or free_port()
+        # durable: an append-only file fsynced on every write, so data survives a kill.
+        self._data_dir = tempfile.mkdtemp(prefix="nexios-redis-") if durable else None
         self._process: subprocess.Popen[bytes] | None = None
         self._frozen = False
 
@@ -77,9 +79,11 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self._data_dir else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
-                tempfile.gettempdir(),
+                self._data_dir or tempfile.gettempdir(),
                 "--loglevel",
                 "warning",
             ],
