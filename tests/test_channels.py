@@ -25,6 +25,14 @@ from nexios.websockets.channels import (
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture(autouse=True, params=["memory", "redis"])
+def channel_layer(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the in-process layer and on Redis (history in streams)."""
+    if request.param == "redis":
+        ChannelBox.configure(request.getfixturevalue("redis_url"))
+    return str(request.param)
+
+
 def room_app(payload_type: str = "json", expires: float | None = None) -> NexiosApp:
     """Members join ``/room/{name}``; every JSON message is broadcast with history."""
     app = NexiosApp()

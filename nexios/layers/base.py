@@ -129,8 +129,9 @@ class ChannelLayer(abc.ABC):
         """Stop receiving the group's messages."""
 
     @abc.abstractmethod
-    async def publish(self, group: str, message: WireMessage) -> None:
-        """Send to the group's members in other processes.
+    async def publish(self, group: str, message: WireMessage) -> int:
+        """Send to the group's members in other processes; return how many processes
+        (subscriber connections) it reached, 0 when no other process has members.
 
         Raises :class:`~nexios.exceptions.BackendUnavailableError` when the broker
         cannot be reached — never hangs longer than the layer's timeout.

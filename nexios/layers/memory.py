@@ -41,8 +41,9 @@ class MemoryLayer(ChannelLayer):
     async def unsubscribe(self, group: str) -> None:
         self._subscribed.discard(group)
 
-    async def publish(self, group: str, message: WireMessage) -> None:
+    async def publish(self, group: str, message: WireMessage) -> int:
         self._published += 1
+        return 0
 
     async def presence_add(self, group: str, channel_id: str, info: bytes, ttl: float) -> None:
         self._presence.setdefault(group, {})[channel_id] = (time.monotonic() + ttl, info)

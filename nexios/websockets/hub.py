@@ -31,7 +31,6 @@ from nexios.history import history_from_url, limits_from_env
 from nexios.history.base import HistoryLimits, HistoryPage, HistoryStore
 from nexios.layers import layer_from_url
 from nexios.layers.base import ChannelLayer, PresenceRecord, WireMessage
-from nexios.layers.memory import MemoryLayer
 from nexios.websockets.outbox import Outbox, OutboxLimits
 
 if TYPE_CHECKING:
@@ -322,7 +321,7 @@ class Hub:
     ) -> bool:
         """Encode once, save if asked, publish to other processes, queue for local members.
 
-        Returns True when the group has members here or the layer is shared.
+        Returns True when the group has members here or in another process.
         """
         await self.ensure_started()
         kind, data = encode_payload(payload)
@@ -336,9 +335,8 @@ class Hub:
             raise ConfigurationError(
                 "seq_field needs save_history=True: the sequence number comes from history."
             )
-        await self.layer.publish(group, WireMessage(kind, data, seq))
-        delivered = self.deliver_local(group, kind, data)
-        return delivered > 0 or not isinstance(self.layer, MemoryLayer)
+        elsewhere = await self.layer.publish(group, WireMessage(kind, data, seq))
+        return self.deliver_local(group, kind, data) > 0 or elsewhere > 0
 
     @staticmethod
     def _stamped(payload: Any, kind: str, data: bytes, seq_field: str, seq: int) -> bytes:

@@ -1,0 +1,183 @@
+"""The Redis Streams history store: the conformance suite, many processes, Redis details."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from nexios.exceptions import BackendUnavailableError, HistoryStoreError
+from nexios.history.base import HistoryEntry, HistoryLimits, HistoryStore, page_for
+from nexios.history.redis import RedisHistoryStore
+from tests.conformance.history import HistoryStoreConformance, MakeStore
+from tests.support.redis import RedisServer, free_port
+
+
+@pytest.fixture
+async def make_redis_store(redis_url: str) -> AsyncIterator[MakeStore]:
+    stores: list[RedisHistoryStore] = []
+
+    def make(limits: HistoryLimits | None = None) -> RedisHistoryStore:
+        store = RedisHistoryStore(redis_url, limits=limits)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+class TestRedisHistory(HistoryStoreConformance):
+    @pytest.fixture
+    def make_store(self, make_redis_store: MakeStore) -> MakeStore:
+        return make_redis_store
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_two_processes_appending_concurrently_get_unique_seqs(
+    make_redis_store: MakeStore,
+) -> None:
+    one, two = make_redis_store(None), make_redis_store(None)
+    appended = await asyncio.gather(
+        *(
+            store.append("room", "text", f"{n}-{i}".encode())
+            for i in range(150)
+            for n, store in enumerate((one, two))
+        )
+    )
+    assert sorted(entry.seq for entry in appended) == list(range(1, 301))
+    page = await two.read("room")
+    assert [entry.seq for entry in page] == list(range(1, 301))
+    assert {entry.seq: entry.data for entry in page} == {e.seq: e.data for e in appended}
+    # stream order is seq order, and created never goes back
+    created = [entry.created for entry in page]
+    assert created == sorted(created)
+
+
+@pytest.mark.anyio
+async def test_keys_layout(make_redis_store: MakeStore, raw: aioredis.Redis) -> None:
+    store = make_redis_store(HistoryLimits(max_entries=10, max_age=60))
+    entry = await store.append("room", "json", b'{"a":1}')
+    assert await raw.get("nexios:hseq:room") == b"1"
+    assert await raw.smembers("nexios:hgroups") == {b"room"}
+    stream: Any = await raw.xrange("nexios:h:room")
+    ((entry_id, fields),) = stream
+    assert fields == {b"seq": b"1", b"kind": b"json", b"data": b'{"a":1}'}
+    assert entry.created == int(entry_id.split(b"-")[0]) / 1000
+    # a stream nobody appends to expires with its last entry; the counter stays
+    assert 0 < await raw.pttl("nexios:h:room") <= 60_000
+    assert await raw.pttl("nexios:hseq:room") == -1
+    await store.clear("room")
+    assert await raw.exists("nexios:h:room") == 0 and await raw.get("nexios:hseq:room") == b"1"
+
+
+@pytest.mark.anyio
+async def test_key_prefix_separates_apps(redis_url: str) -> None:
+    one = RedisHistoryStore(redis_url, key_prefix="app1")
+    two = RedisHistoryStore(redis_url, key_prefix="app2")
+    await one.append("room", "text", b"one")
+    assert await two.read("room") == [] and await two.groups() == []
+    assert (await two.append("room", "text", b"two")).seq == 1
+    await one.close()
+    await two.close()
+
+
+@pytest.mark.anyio
+async def test_reads_match_page_for(make_redis_store: MakeStore) -> None:
+    """Every since/limit combination gives what page_for gives on the kept entries."""
+    store = make_redis_store(HistoryLimits(max_entries=450, max_age=None))
+    for i in range(500):  # keeps 51..500, more than one XREVRANGE page
+        await store.append("g", "text", str(i).encode())
+    kept = list(await store.read("g"))
+    assert [e.seq for e in kept] == list(range(51, 501))
+    for since in (None, 0, 49, 50, 51, 52, 100, 299, 300, 499, 500, 501, 900):
+        for limit in (None, 0, 1, 7, 200, 449, 450, 451):
+            page = await store.read("g", since=since, limit=limit)
+            expected = page_for(kept, since=since, limit=limit, last_seq=500)
+            assert list(page) == list(expected), (since, limit)
+            assert (page.complete, page.first_seq, page.last_seq) == (
+                expected.complete,
+                expected.first_seq,
+                expected.last_seq,
+            ), (since, limit)
+
+
+@pytest.mark.anyio
+async def test_age_bound_applies_on_read_without_appends(make_redis_store: MakeStore) -> None:
+    store = make_redis_store(HistoryLimits(max_entries=100, max_age=0.3))
+    await store.append("g", "text", b"a")
+    await store.append("g", "text", b"b")
+
+    async def gone() -> bool:
+        return len(await store.read("g")) == 0
+
+    with anyio.fail_after(5):
+        while not await gone():
+            await anyio.sleep(0.02)
+    page = await store.read("g", since=1)
+    assert page == [] and page.last_seq == 2 and page.first_seq is None and not page.complete
+
+
+@pytest.mark.anyio
+async def test_rejects_data_that_is_not_bytes(make_redis_store: MakeStore) -> None:
+    store = make_redis_store(None)
+    with pytest.raises(TypeError, match="bytes"):
+        await store.append("g", "text", "not bytes")  # type: ignore[arg-type]
+    assert (await store.read("g")).last_seq == 0
+
+
+@pytest.mark.anyio
+async def test_redis_errors_become_history_store_errors(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    await raw.set("nexios:h:room", "not a stream")
+    with pytest.raises(HistoryStoreError, match="append"):
+        await store.append("room", "text", b"x")
+    with pytest.raises(HistoryStoreError, match="read"):
+        await store.read("room")
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.mark.anyio
+async def test_unreachable_redis_raises_backend_unavailable_quickly() -> None:
+    store: HistoryStore = RedisHistoryStore(f"redis://127.0.0.1:{free_port()}/0")
+    with anyio.fail_after(2.5):
+        with pytest.raises(BackendUnavailableError, match="unreachable"):
+            await store.append("room", "text", b"x")
+        with pytest.raises(BackendUnavailableError):
+            await store.read("room")
+        with pytest.raises(BackendUnavailableError):
+            await store.groups()
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_survives_a_redis_restart_and_a_freeze(own_redis: RedisServer) -> None:
+    store = RedisHistoryStore(own_redis.url())
+    first = await store.append("room", "text", b"before")
+    own_redis.restart()  # no persistence: the history (and its counter) is gone
+    second = await store.append("room", "text", b"after")  # scripts are loaded again
+    assert isinstance(first, HistoryEntry) and second.seq == 1
+    own_redis.freeze()
+    with anyio.fail_after(2.5), pytest.raises(BackendUnavailableError, match="timed out"):
+        await store.read("room")
+    own_redis.thaw()
+    assert [e.data for e in await store.read("room")] == [b"after"]
+    await store.close()
