@@ -8,8 +8,14 @@ What happens to a WebSocket connection:
    parameters it names as keyword arguments.
 3. When the handler ends: returned while connected → close 1000; raised → the
    traceback is logged once and the socket closes with 1011 (or, before ``accept()``,
-   the handshake is refused with 403); the client disconnected → a debug line.
+   the handshake is refused with 403); the client disconnected → a debug line; raised
+   ``WebSocketDisconnect(code)`` itself while still connected → close with ``code``.
 4. Cleanup callbacks (group membership, presence) run on every one of those paths.
+
+Lifespan: startup hooks run in order, then the ``lifespan=`` context is entered; at
+shutdown, sockets are closed (1001), the context is exited, then the shutdown hooks
+run. A failure is reported to the server (``lifespan.startup.failed`` /
+``lifespan.shutdown.failed``) and logged with its traceback.
 """
 
 from __future__ import annotations
@@ -186,6 +192,10 @@ class NexiosApp(_WSRouteRegistry):
             else:
                 await _invoke(route, ws, params)
         except WebSocketDisconnect as disconnect:
+            if ws.connection_state is WebSocketState.CONNECTED:
+                # The handler raised WebSocketDisconnect itself: the peer is still there.
+                await _close_after_return(route, ws, _sendable_close_code(disconnect.code))
+                return
             logger.debug("WebSocket %s disconnected (%s)", ws.scope["path"], disconnect.code)
             return
         except asyncio.CancelledError:
@@ -203,30 +213,36 @@ class NexiosApp(_WSRouteRegistry):
         receive: Callable[[], Awaitable[dict[str, Any]]],
         send: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
-        started = False
-        async with contextlib.AsyncExitStack() as stack:
-            message = await receive()
-            assert message["type"] == "lifespan.startup"
-            try:
-                await self.startup(stack)
-            except BaseException as error:
-                logger.exception("Application startup failed")
-                await send({"type": "lifespan.startup.failed", "message": repr(error)})
-                raise
-            started = True
-            await send({"type": "lifespan.startup.complete"})
-            message = await receive()
-            try:
-                await self.shutdown()
-            except BaseException as error:
-                logger.exception("Application shutdown failed")
-                await send({"type": "lifespan.shutdown.failed", "message": repr(error)})
-                return
-        if started:
-            await send({"type": "lifespan.shutdown.complete"})
+        stack = contextlib.AsyncExitStack()
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            raise ConfigurationError(
+                f"Expected the ASGI 'lifespan.startup' message first, got {message['type']!r}."
+            )
+        try:
+            await self.startup(stack)
+        except BaseException as error:
+            logger.exception("Application startup failed")
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+            await send({"type": "lifespan.startup.failed", "message": repr(error)})
+            raise
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        try:
+            await self.shutdown(stack)
+        except BaseException as error:
+            logger.exception("Application shutdown failed")
+            await send({"type": "lifespan.shutdown.failed", "message": repr(error)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
 
     async def startup(self, stack: contextlib.AsyncExitStack | None = None) -> None:
-        """Run startup hooks and enter the ``lifespan`` context (servers call this)."""
+        """Run startup hooks, then enter the ``lifespan`` context on ``stack``.
+
+        Servers call this through the ASGI lifespan scope; call it yourself (with a
+        stack you later pass to :meth:`shutdown`) only when driving the app by hand.
+        """
         from nexios.websockets.channels import ChannelBox
 
         ChannelBox.bind_events(self.events)
@@ -235,13 +251,30 @@ class NexiosApp(_WSRouteRegistry):
         if self._lifespan is not None and stack is not None:
             await stack.enter_async_context(self._lifespan(self))
 
-    async def shutdown(self) -> None:
-        """Close every socket (1001), leave groups and presence, run shutdown hooks."""
+    async def shutdown(self, stack: contextlib.AsyncExitStack | None = None) -> None:
+        """Undo :meth:`startup` in reverse order.
+
+        Close every socket (1001) and leave groups and presence, exit the ``lifespan``
+        context (``stack``), then run the shutdown hooks — each step even if the one
+        before failed; the first error is raised at the end.
+        """
         from nexios.websockets.channels import ChannelBox
 
-        await ChannelBox.shutdown()
-        for hook in self._shutdown:
-            await _maybe_await(hook())
+        steps: list[Callable[[], Any]] = [ChannelBox.shutdown]
+        if stack is not None:
+            steps.append(stack.aclose)
+        steps.extend(self._shutdown)
+        first_error: BaseException | None = None
+        for step in steps:
+            try:
+                await _maybe_await(step())
+            except Exception as error:
+                if first_error is None:
+                    first_error = error
+                else:
+                    logger.exception("Shutdown step %r failed", step)
+        if first_error is not None:
+            raise first_error
 
 
 async def _invoke(route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:
@@ -289,11 +322,18 @@ async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket) -> None:
             await ws.close(1011)
 
 
-async def _close_after_return(route: WebsocketRoutes, ws: WebSocket) -> None:
+def _sendable_close_code(code: int) -> int:
+    """``code`` if a close frame may carry it (RFC 6455 7.4), else 1000."""
+    if (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999:
+        return code
+    return 1000
+
+
+async def _close_after_return(route: WebsocketRoutes, ws: WebSocket, code: int = 1000) -> None:
     state = ws.connection_state
     if state is WebSocketState.CONNECTED:
         with contextlib.suppress(WebSocketDisconnect):
-            await ws.close(1000)
+            await ws.close(code)
     elif state is WebSocketState.CONNECTING:
         logger.warning(
             "WebSocket handler %s for %s returned without calling accept(): handshake "

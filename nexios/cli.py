@@ -8,16 +8,20 @@ uvicorn's sans-I/O ``websockets`` implementation, and per-message deflate off
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["build_parser", "main", "server_options"]
+__all__ = ["build_parser", "log_config", "main", "server_options"]
 
 
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--workers", type=int, default=1, help="processes (use a redis:// URL)")
     run.add_argument("--reload", action="store_true", help="restart on code changes")
-    run.add_argument("--log-level", default="info")
+    run.add_argument("--log-level", default="info", choices=_LOG_LEVELS)
     run.add_argument("--ws-max-size", type=int, default=16 * 1024 * 1024)
     run.add_argument("--ws-ping-interval", type=float, default=20.0)
     run.add_argument("--ws-ping-timeout", type=float, default=20.0)
@@ -55,6 +59,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers if args.workers > 1 else None,
         "reload": args.reload,
         "log_level": args.log_level,
+        "log_config": log_config(args.log_level),
         "loop": "uvloop" if _has("uvloop") else "asyncio",
         "http": "httptools" if _has("httptools") else "h11",
         "ws": ws,
@@ -64,6 +69,23 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "ws_per_message_deflate": args.ws_per_message_deflate,
         "lifespan": "on",
     }
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus the ``nexios`` loggers, on uvicorn's handler.
+
+    Without this, ``nexios.*`` records below WARNING (refused handshakes, disconnects)
+    would go nowhere under ``nexios run``, whatever ``--log-level`` says.
+    """
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["nexios"] = {
+        "handlers": ["default"],
+        "level": LOG_LEVELS[level],  # a number: "TRACE" is not a level name until uvicorn adds it
+        "propagate": False,
+    }
+    return config
 
 
 def _default_ws_protocol() -> Any:

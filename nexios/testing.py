@@ -282,13 +282,23 @@ class _Lifespan:
 
     async def startup(self) -> None:
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
-        self._task = asyncio.get_running_loop().create_task(
-            self._app(scope, self._to_app.get, self._from_app.put)
-        )
+        self._task = asyncio.get_running_loop().create_task(self._run(scope))
         await self._to_app.put({"type": "lifespan.startup"})
         message = await self._reply()
         if message["type"] != "lifespan.startup.complete":
-            raise RuntimeError(f"Lifespan startup failed: {message.get('message')}")
+            # The app may re-raise after "startup.failed": collect that error here so it
+            # is not reported again as "Task exception was never retrieved".
+            error: BaseException | None = None
+            try:
+                async with asyncio.timeout(_TIMEOUT):
+                    await self._task
+            except Exception as raised:
+                error = raised
+            self._task = None
+            raise RuntimeError(f"Lifespan startup failed: {message.get('message')}") from error
+
+    async def _run(self, scope: dict[str, Any]) -> None:
+        await self._app(scope, self._to_app.get, self._from_app.put)
 
     async def shutdown(self) -> None:
         if self._task is None:
@@ -393,8 +403,13 @@ class TestClient(httpx.Client):
 
     def __enter__(self) -> TestClient:
         super().__enter__()
-        self._lifespan = self._call(_make_lifespan(self.app))
-        self._call(self._lifespan.startup())
+        lifespan = self._call(_make_lifespan(self.app))
+        try:
+            self._call(lifespan.startup())
+        except BaseException:
+            self.close()  # __exit__ will not run: stop the loop thread now
+            raise
+        self._lifespan = lifespan
         return self
 
     def __exit__(
@@ -403,12 +418,20 @@ class TestClient(httpx.Client):
         exc: BaseException | None = None,
         tb: TracebackType | None = None,
     ) -> None:
+        lifespan, self._lifespan = self._lifespan, None
         try:
-            if self._lifespan is not None:
-                self._call(self._lifespan.shutdown())
+            if lifespan is not None:
+                self._call(lifespan.shutdown())
         finally:
             self._stop_loop()
             super().__exit__(exc_type, exc, tb)
+
+    def close(self) -> None:
+        """Close the client and stop its event-loop thread (leaving ``with`` does this)."""
+        try:
+            super().close()
+        finally:
+            self._stop_loop()
 
     def _stop_loop(self) -> None:
         loop, thread = self._loop, self._thread
@@ -429,9 +452,7 @@ class TestClient(httpx.Client):
         loop.close()
 
 
-async def _make_session(
-    app: ASGIApp, scope: dict[str, Any], limit: float
-) -> AsyncWebSocketSession:
+async def _make_session(app: ASGIApp, scope: dict[str, Any], limit: float) -> AsyncWebSocketSession:
     return AsyncWebSocketSession(app, scope, limit)
 
 
@@ -477,8 +498,13 @@ class AsyncTestClient(httpx.AsyncClient):
 
     async def __aenter__(self) -> AsyncTestClient:
         await super().__aenter__()
-        self._lifespan = _Lifespan(self.app)
-        await self._lifespan.startup()
+        lifespan = _Lifespan(self.app)
+        try:
+            await lifespan.startup()
+        except BaseException:
+            await super().__aexit__(None, None, None)  # __aexit__ will not run
+            raise
+        self._lifespan = lifespan
         return self
 
     async def __aexit__(
@@ -487,8 +513,9 @@ class AsyncTestClient(httpx.AsyncClient):
         exc: BaseException | None = None,
         tb: TracebackType | None = None,
     ) -> None:
+        lifespan, self._lifespan = self._lifespan, None
         try:
-            if self._lifespan is not None:
-                await self._lifespan.shutdown()
+            if lifespan is not None:
+                await lifespan.shutdown()
         finally:
             await super().__aexit__(exc_type, exc, tb)

@@ -253,13 +253,21 @@ class WebSocket:
     # ------------------------------------------------------------------ send
 
     async def send(self, message: Message) -> None:
-        """Send a raw ASGI message (``websocket.send`` / ``websocket.close``...)."""
+        """Send a raw ASGI message: ``websocket.send``, ``websocket.accept`` or ``websocket.close``.
+
+        Accept and close go through :meth:`accept` and :meth:`close`, so the state
+        machine sees them.
+        """
+        kind = message.get("type")
+        if kind == "websocket.accept":
+            await self.accept(message.get("subprotocol"), message.get("headers"))
+            return
+        if kind == "websocket.close":
+            await self.close(message.get("code", 1000), message.get("reason"))
+            return
         if self.connection_state is not _CONNECTED:
             self._raise_cannot_send()
         await self._send_or_disconnect(message)
-        if message.get("type") == "websocket.close":
-            self.connection_state = _CLOSED
-            self.close_code = message.get("code", 1000)
 
     async def send_text(self, data: str) -> None:
         """Send a text frame."""
@@ -272,7 +280,7 @@ class WebSocket:
             )
         await self._send_or_disconnect({"type": "websocket.send", "text": data})
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send a binary frame."""
         if self.connection_state is not _CONNECTED:
             self._raise_cannot_send()
@@ -436,7 +444,7 @@ class WebSocket:
     def client(self) -> tuple[str, int] | None:
         """``(host, port)`` of the peer, when the server reports it."""
         client = self.scope.get("client")
-        return tuple(client) if client else None  # type: ignore[return-value]
+        return (client[0], client[1]) if client else None
 
     @property
     def subprotocols(self) -> list[str]:

@@ -1,0 +1,224 @@
+"""A real server for tests: ``python -m nexios run <app>`` on a free port.
+
+>>> with serve("01_echo:app", env=seed_env()) as server:
+...     async with websockets.asyncio.client.connect(server.ws_url("/ws")) as ws: ...
+
+The server runs as a subprocess (so its event loop, signals and logging are the real
+ones) with stdout and stderr in a log file; ``serve`` returns once the port accepts TCP
+connections and stops the process on exit: SIGTERM, then after 5 s SIGKILL to its
+process group (the server and the worker or reloader processes it started).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["REPO_ROOT", "SEED_DIR", "Server", "free_port", "seed_env", "serve", "wait_for"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_START_TIMEOUT = 15.0
+_STOP_TIMEOUT = 5.0
+_BIND_ATTEMPTS = 3
+
+
+def _seed_dir() -> Path:
+    # NEXIOS_SPEC_DIR names the spec folder (the one holding API.md and seed_examples/);
+    # a path straight to seed_examples/ is accepted too.
+    configured = os.environ.get("NEXIOS_SPEC_DIR")
+    spec = Path(configured) if configured else REPO_ROOT.parent / "shared" / "spec"
+    if not (spec / "seed_examples").is_dir() and any(spec.glob("0*.py")):
+        return spec
+    return spec / "seed_examples"
+
+
+SEED_DIR = _seed_dir()
+"""The tutorial's programs (``01_echo.py``...), importable as ``01_echo:app``."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def seed_env() -> dict[str, str]:
+    """``env`` for :func:`serve` that puts the seed examples on ``PYTHONPATH``."""
+    return {"PYTHONPATH": str(SEED_DIR)}
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> None:
+    """Poll ``condition()`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {condition!r}")
+        time.sleep(interval)
+
+
+@dataclass
+class Server:
+    """A running ``nexios run`` subprocess."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _final_log: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def ws_url(self, path: str = "/") -> str:
+        return f"ws://{self.host}:{self.port}{path if path.startswith('/') else '/' + path}"
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far (all of it, once stopped)."""
+        if self._final_log is not None:
+            return self._final_log
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        """Wait until ``text`` appears in the log; return the whole log."""
+        wait_for(lambda: text in self.log(), timeout)
+        return self.log()
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server (it stops its own workers), SIGKILL its process group if needed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=_STOP_TIMEOUT)
+    # The group is the server and the workers or reloader child it started; nothing else.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextlib.contextmanager
+def serve(
+    app: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    cwd: str | os.PathLike[str] | None = None,
+    host: str = "127.0.0.1",
+) -> Iterator[Server]:
+    """Run ``python -m nexios run app`` on a free port until the block ends.
+
+    ``env`` is added to the current environment; a ``PYTHONPATH`` in it is prepended to
+    the repository root (so ``nexios`` and ``tests`` stay importable). ``args`` are more
+    ``nexios run`` options (``--workers 2``...). Fails with the server's log if it exits
+    or does not listen within 15 s.
+    """
+    environment = dict(os.environ)
+    environment["PYTHONUNBUFFERED"] = "1"
+    extra = dict(env or {})
+    paths = [extra.pop("PYTHONPATH", ""), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    environment.update(extra)
+    handle, name = tempfile.mkstemp(prefix="nexios-server-", suffix=".log")
+    os.close(handle)
+    log_path = Path(name)
+    try:
+        server = _start(app, host, args, environment, cwd, log_path)
+        try:
+            yield server
+        finally:
+            _stop(server.process)
+            server._final_log = server.log()
+    finally:
+        with contextlib.suppress(OSError):
+            log_path.unlink()
+
+
+def _start(
+    app: str,
+    host: str,
+    args: Sequence[str],
+    environment: dict[str, str],
+    cwd: str | os.PathLike[str] | None,
+    log_path: Path,
+) -> Server:
+    # The free port is released before the server binds it; another process may take it
+    # in between, so a bind failure is retried on a new port.
+    for attempt in range(_BIND_ATTEMPTS):
+        port = free_port()
+        command = [
+            sys.executable,
+            *("-m", "nexios", "run", app),
+            *("--host", host, "--port", str(port), "--log-level", "debug"),
+            *args,
+        ]
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environment,
+                start_new_session=True,
+                cwd=cwd if cwd is not None else str(REPO_ROOT),
+            )
+        server = Server(host=host, port=port, process=process, log_path=log_path)
+        try:
+            _wait_until_listening(server)
+        except _PortTaken:
+            _stop(process)
+            if attempt + 1 == _BIND_ATTEMPTS:
+                raise RuntimeError(f"no free port after {_BIND_ATTEMPTS} attempts") from None
+            continue
+        except BaseException:
+            _stop(process)
+            raise
+        return server
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _wait_until_listening(server: Server) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not _accepts_connections(server.host, server.port):
+        code = server.process.poll()
+        if code is not None:
+            log = server.log()
+            if "address already in use" in log.lower():
+                raise _PortTaken
+            raise RuntimeError(
+                f"`nexios run` exited with code {code} before listening on port "
+                f"{server.port}. Log:\n{log}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"`nexios run` did not listen on port {server.port} within "
+                f"{_START_TIMEOUT}s. Log:\n{server.log()}"
+            )
+        time.sleep(0.02)
