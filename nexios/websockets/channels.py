@@ -273,9 +273,14 @@ class ChannelBox:
     @classmethod
     async def shutdown(cls) -> None:
         """Close every local member (1001), leave presence, disconnect the layer."""
-        hub, cls._hub = cls._hub_if_running(), None
-        if hub is not None:
-            await hub.stop(close_code=1001)
+        hub = cls._hub_if_running()
+        if hub is None:
+            cls._hub = None
+            return
+        # The hub stays reachable while members leave: leave listeners may still publish.
+        await hub.stop(close_code=1001)
+        if cls._hub is hub:
+            cls._hub = None
 
     # ------------------------------------------------------------------ groups
 
