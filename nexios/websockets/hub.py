@@ -359,7 +359,8 @@ class Hub:
         frames: dict[str, tuple[dict[str, Any], int]] = {}
         raw_frames: dict[str, bytes] = {}
         queued = 0
-        for channel in tuple(members.values()):
+        # Safe to iterate live: a member found dead here leaves later (call_soon).
+        for channel in members.values():
             if channel.sink is not None:
                 raw = raw_frames.get(channel.payload_type_value)
                 if raw is None:
