@@ -151,16 +151,29 @@ def page_for(
     entries after ``since`` (oldest first, so a client can page forward).
     """
     first_seq = entries[0].seq if entries else None
+    complete = is_complete(since, first_seq, last_seq)
     if since is None:
         chosen = entries if limit is None else entries[max(0, len(entries) - limit) :]
-        return HistoryPage(chosen, complete=True, first_seq=first_seq, last_seq=last_seq)
-    complete = since <= last_seq and (first_seq is None or since >= first_seq - 1)
-    if first_seq is None and since < last_seq:
-        complete = False
+        return HistoryPage(chosen, complete=complete, first_seq=first_seq, last_seq=last_seq)
     after = [entry for entry in entries if entry.seq > since]
     if limit is not None:
         after = after[:limit]
     return HistoryPage(after, complete=complete, first_seq=first_seq, last_seq=last_seq)
+
+
+def is_complete(since: int | None, first_seq: int | None, last_seq: int) -> bool:
+    """Whether everything after ``since`` is still kept, from the group's bounds alone.
+
+    False when entries after ``since`` were pruned, or when ``since`` is ahead of the
+    store (it was reset). Every store uses this rule.
+    """
+    if since is None:
+        return True
+    if since > last_seq:
+        return False
+    if first_seq is None:
+        return since == last_seq
+    return since >= first_seq - 1
 
 
 def check_read_args(since: int | None, limit: int | None) -> None:

@@ -31,6 +31,7 @@ from nexios.history.base import (
     HistoryStore,
     PayloadKind,
     check_read_args,
+    is_complete,
 )
 from nexios.layers.redis import (
     DEFAULT_TIMEOUT,
@@ -253,7 +254,7 @@ class RedisHistoryStore(HistoryStore):
         first_seq = None if int(first) < 0 else int(first)
         return HistoryPage(
             entries,
-            complete=_complete(since, first_seq, last_seq),
+            complete=is_complete(since, first_seq, last_seq),
             first_seq=first_seq,
             last_seq=last_seq,
         )
@@ -300,15 +301,6 @@ class RedisHistoryStore(HistoryStore):
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def _complete(since: int | None, first_seq: int | None, last_seq: int) -> bool:
-    # The same rule as nexios.history.base.page_for, which needs every entry to decide.
-    if since is None:
-        return True
-    if first_seq is None:
-        return since == last_seq
-    return since <= last_seq and since >= first_seq - 1
 
 
 def _created(entry_id: bytes | str) -> float:

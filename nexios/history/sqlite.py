@@ -26,6 +26,7 @@ from nexios.history.base import (
     HistoryStore,
     PayloadKind,
     check_read_args,
+    is_complete,
 )
 
 __all__ = ["SqliteHistoryStore"]
@@ -167,7 +168,7 @@ class SqliteHistoryStore(HistoryStore):
             ]
             return HistoryPage(
                 entries,
-                complete=_complete(since, first_seq, last_seq),
+                complete=is_complete(since, first_seq, last_seq),
                 first_seq=first_seq,
                 last_seq=last_seq,
             )
@@ -221,14 +222,3 @@ class SqliteHistoryStore(HistoryStore):
 
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=False)
-
-
-def _complete(since: int | None, first_seq: int | None, last_seq: int) -> bool:
-    """Same rule as :func:`nexios.history.base.page_for`, from the bounds alone."""
-    if since is None:
-        return True
-    if since > last_seq:
-        return False
-    if first_seq is None:
-        return since == last_seq
-    return since >= first_seq - 1
