@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from nexios import HTTPException, InvalidJSONError, NexiosApp, Request, WebSocketMessageTypeError
+from nexios.limits import Limits
 from nexios.websockets import Channel, ChannelBox, WebSocket
 
 __all__ = ["GROUP", "app"]
@@ -30,7 +31,9 @@ __all__ = ["GROUP", "app"]
 GROUP = "notifications"
 MAX_MESSAGE = 1000
 
-app = NexiosApp(title="Notifications")
+# Clients only listen here, so the idle timeout (no message from the client for 300 s
+# closes with 1001) would drop them: turn it off for this push-only endpoint.
+app = NexiosApp(title="Notifications", limits=Limits(idle_timeout=None))
 
 
 def notification(message: str, source: str) -> dict[str, Any]:

@@ -30,7 +30,9 @@ from nexios.http import (
     Response,
     StaticFiles,
 )
+from nexios.limits import Limits
 from nexios.routing import WebsocketRoutes, WSRouter
+from nexios.security import AuthError
 from nexios.websockets import (
     Channel,
     ChannelBox,
@@ -42,6 +44,7 @@ from nexios.websockets import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthError",
     "BackendUnavailableError",
     "Channel",
     "ChannelBox",
@@ -55,6 +58,7 @@ __all__ = [
     "HistoryStoreError",
     "InvalidJSONError",
     "JSONResponse",
+    "Limits",
     "NexiosApp",
     "NexiosError",
     "PayloadTypeEnum",

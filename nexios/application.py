@@ -4,17 +4,24 @@ What happens to a WebSocket connection:
 
 1. The path is matched against the WebSocket routes; no match refuses the handshake
    (HTTP 403) and logs the path at info level.
-2. App middleware, then route middleware, then the handler runs with the path
-   parameters it names as keyword arguments.
-3. When the handler ends: returned while connected → close 1000; raised → the
+2. Admission (:mod:`nexios.security`, :mod:`nexios.limits`): the Origin is checked
+   against the route's or app's allowlist (refused: 403), the client address against
+   ``max_connections_per_client`` (429), then the auth hook runs (401/403). Logs name
+   the path, never the query string or headers.
+3. App middleware, then route middleware, then the handler runs with the path
+   parameters it names as keyword arguments. Received messages are checked against
+   the size and rate limits; one task per app sweeps idle connections (1001).
+4. When the handler ends: returned while connected → close 1000; raised → the
    traceback is logged once and the socket closes with 1011 (or, before ``accept()``,
    the handshake is refused with 403); the client disconnected → a debug line; raised
    ``WebSocketDisconnect(code)`` itself while still connected → close with ``code``.
-4. Cleanup callbacks (group membership, presence) run on every one of those paths.
+5. Cleanup callbacks (group membership, presence) run on every one of those paths.
 
 Lifespan: startup hooks run in order, then the ``lifespan=`` context is entered; at
-shutdown, sockets are closed (1001), the context is exited, then the shutdown hooks
-run. A failure is reported to the server (``lifespan.startup.failed`` /
+shutdown, group members are closed (1001) and leave their groups and presence, the
+channel layer disconnects, every other open socket is closed (1001) and their handlers
+get up to ``shutdown_timeout`` seconds to finish; then the context is exited and the
+shutdown hooks run. A failure is reported to the server (``lifespan.startup.failed`` /
 ``lifespan.shutdown.failed``) and logged with its traceback.
 """
 
@@ -25,12 +32,19 @@ import contextlib
 import inspect
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from nexios.events import EventEmitter
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
 from nexios.http.routing import HTTPRouter, Route
+from nexios.limits import (
+    IDLE_CLOSE_CODE,
+    TOO_MANY_CONNECTIONS_STATUS,
+    Limits,
+    MessageLimiter,
+)
 from nexios.routing import (
     WebsocketRoutes,
     WSMiddleware,
@@ -40,6 +54,7 @@ from nexios.routing import (
     _WSRouteRegistry,
     find_route,
 )
+from nexios.security import AuthError, OriginPolicy, WSAuth, _check_auth_hook
 from nexios.websockets.base import WebSocket, WebSocketState
 
 __all__ = ["NexiosApp"]
@@ -49,6 +64,9 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 Lifespan = Callable[["NexiosApp"], contextlib.AbstractAsyncContextManager[Any]]
 
+_CLOSE_TIMEOUT = 5.0  # bound on writing a close frame to a peer that may not read
+_SWEEP_INTERVAL = 1.0
+
 
 class NexiosApp(_WSRouteRegistry):
     """An ASGI application serving ``http``, ``websocket`` and ``lifespan`` scopes.
@@ -56,6 +74,13 @@ class NexiosApp(_WSRouteRegistry):
     ``channels_url`` (or ``NEXIOS_CHANNELS_URL``) picks where groups, broadcasts and
     presence live: ``memory://`` (default) or ``redis://host:port/db``;
     ``history_url`` (or ``NEXIOS_HISTORY_URL``) where history lives.
+
+    ``allowed_origins`` (default: same origin only; ``"*"`` any) and ``ws_auth``
+    (``async def auth(ws) -> user | None``) admit WebSocket handshakes, see
+    :mod:`nexios.security`; routes may override both. ``limits`` (default:
+    :meth:`Limits.from_env <nexios.limits.Limits.from_env>`) bounds message size and
+    rate, connections per client address and idle time, see :mod:`nexios.limits`.
+    ``shutdown_timeout`` bounds how long shutdown waits for WebSocket handlers.
     """
 
     def __init__(
@@ -68,6 +93,10 @@ class NexiosApp(_WSRouteRegistry):
         on_shutdown: Sequence[Callable[[], Any]] | None = None,
         ws_middleware: Sequence[WSMiddleware] | None = None,
         title: str = "Nexios",
+        allowed_origins: str | Sequence[str] | None = None,
+        ws_auth: WSAuth | None = None,
+        limits: Limits | None = None,
+        shutdown_timeout: float = 5.0,
     ) -> None:
         self.title = title
         self.http = HTTPRouter()
@@ -79,6 +108,18 @@ class NexiosApp(_WSRouteRegistry):
         self._shutdown: list[Callable[[], Any]] = list(on_shutdown or ())
         self.channels_url = channels_url
         self.history_url = history_url
+        self.origin_policy = OriginPolicy(allowed_origins)
+        self.ws_auth = _check_auth_hook(ws_auth, "NexiosApp(ws_auth=...)") or None
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigurationError(
+                f"NexiosApp(limits=...) takes a nexios.limits.Limits, got {limits!r}."
+            )
+        self.limits = limits if limits is not None else Limits.from_env()
+        self.shutdown_timeout = shutdown_timeout
+        self._sockets: set[WebSocket] = set()
+        self._per_client: dict[str, int] = {}
+        self._closing: dict[WebSocket, asyncio.Task[None]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         if channels_url is not None or history_url is not None:
             from nexios.websockets.channels import ChannelBox
 
@@ -177,10 +218,143 @@ class NexiosApp(_WSRouteRegistry):
         scope["path_params"] = params
         ws = WebSocket(scope, receive, send)
         ws._task = asyncio.current_task()
+        policy = route.origin_policy or self.origin_policy
+        refused_origin = policy.refusal(scope)
+        if refused_origin is not None:
+            logger.info(
+                "WebSocket %s: origin %r not allowed; handshake refused (403)",
+                scope["path"],
+                refused_origin,
+            )
+            await _refuse(ws, 403, "origin not allowed")
+            return
+        limits = self.limits
+        max_connections = limits.max_connections_per_client
+        host = _client_host(scope) if max_connections is not None else None
+        if host is not None and max_connections is not None:
+            count = self._per_client.get(host, 0)
+            if count >= max_connections:
+                logger.warning(
+                    "WebSocket %s from %s: %d open connections reach "
+                    "max_connections_per_client=%d; handshake refused (%d)",
+                    scope["path"],
+                    host,
+                    count,
+                    max_connections,
+                    TOO_MANY_CONNECTIONS_STATUS,
+                )
+                await _refuse(ws, TOO_MANY_CONNECTIONS_STATUS, "too many connections")
+                return
+            self._per_client[host] = count + 1
+        self._sockets.add(ws)
         try:
+            auth = self.ws_auth if route.auth is None else route.auth
+            if auth and not await _authenticate(auth, ws):
+                return
+            if limits.per_message:
+                ws._limits = MessageLimiter(limits)
+                if limits.needs_sweep:
+                    self._ensure_sweeper()
             await self._run(route, ws, params)
         finally:
+            self._sockets.discard(ws)
+            if host is not None:
+                left = self._per_client[host] - 1
+                if left:
+                    self._per_client[host] = left
+                else:
+                    del self._per_client[host]
+            closing = self._closing.pop(ws, None)
+            if closing is not None:
+                await asyncio.wait({closing})
             await _run_cleanup(ws)
+
+    # ------------------------------------------------------------------ open connections
+
+    def websocket_stats(self) -> dict[str, int]:
+        """Counts for monitoring and tests: open sockets, client addresses, pending closes."""
+        return {
+            "open": len(self._sockets),
+            "clients": len(self._per_client),
+            "closing": len(self._closing),
+        }
+
+    def _end_connection(self, ws: WebSocket, code: int, reason: str) -> None:
+        """Kick the handler (its receive raises WebSocketDisconnect) and send a close frame."""
+        if ws.connection_state is not WebSocketState.CONNECTED:
+            return
+        ws.kick(code, reason)
+        self._closing[ws] = asyncio.get_running_loop().create_task(
+            _send_close(ws, code, reason), name="nexios-close"
+        )
+
+    def _ensure_sweeper(self) -> None:
+        sweeper = self._sweeper
+        loop = asyncio.get_running_loop()
+        if sweeper is not None and not sweeper.done() and sweeper.get_loop() is loop:
+            return
+        self._sweeper = loop.create_task(self._sweep(), name="nexios-limits-sweep")
+
+    async def _sweep(self) -> None:
+        """Refill token buckets and close idle sockets: one task per app, not a timer each."""
+        timeout = self.limits.idle_timeout
+        interval = _SWEEP_INTERVAL if timeout is None else min(_SWEEP_INTERVAL, timeout / 4)
+        interval = max(interval, 0.05)
+        connected = WebSocketState.CONNECTED
+        while True:
+            await asyncio.sleep(interval)
+            if not self._sockets:
+                continue
+            now = time.monotonic()
+            for ws in list(self._sockets):
+                limiter = ws._limits
+                if limiter is None or ws.connection_state is not connected:
+                    continue
+                idle = limiter.tick(now)
+                if timeout is not None and idle > timeout:
+                    client = ws.scope.get("client")
+                    logger.warning(
+                        "WebSocket %s from %s: no message for %.1f s (idle_timeout=%g); "
+                        "closing with %d",
+                        ws.scope["path"],
+                        f"{client[0]}:{client[1]}" if client else "unknown client",
+                        idle,
+                        timeout,
+                        IDLE_CLOSE_CODE,
+                    )
+                    self._end_connection(ws, IDLE_CLOSE_CODE, "idle timeout")
+
+    async def _close_open_sockets(self, code: int = 1001, reason: str = "server shutdown") -> None:
+        """Close every socket still open with ``code``; wait (bounded) for their handlers."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None and not sweeper.done():
+            if sweeper.get_loop() is asyncio.get_running_loop():
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            else:  # started by an earlier loop (another test client): cancel it there
+                with contextlib.suppress(RuntimeError):
+                    sweeper.get_loop().call_soon_threadsafe(sweeper.cancel)
+        if not self._sockets:
+            return
+        current = asyncio.current_task()
+        for ws in list(self._sockets):
+            self._end_connection(ws, code, reason)
+        handlers = {
+            ws._task
+            for ws in self._sockets
+            if ws._task is not None and ws._task is not current and not ws._task.done()
+        }
+        if not handlers:
+            return
+        _, pending = await asyncio.wait(handlers, timeout=self.shutdown_timeout)
+        if pending:
+            logger.warning(
+                "%d WebSocket handler(s) still running %ss after shutdown closed their "
+                "sockets; leaving them to the server",
+                len(pending),
+                self.shutdown_timeout,
+            )
 
     async def _run(self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:
         middleware = (
@@ -254,13 +428,15 @@ class NexiosApp(_WSRouteRegistry):
     async def shutdown(self, stack: contextlib.AsyncExitStack | None = None) -> None:
         """Undo :meth:`startup` in reverse order.
 
-        Close every socket (1001) and leave groups and presence, exit the ``lifespan``
-        context (``stack``), then run the shutdown hooks — each step even if the one
-        before failed; the first error is raised at the end.
+        Close group members (1001) so they leave groups and presence, disconnect the
+        channel layer, close every other open socket (1001) and wait up to
+        ``shutdown_timeout`` for their handlers, exit the ``lifespan`` context
+        (``stack``), then run the shutdown hooks — each step even if the one before
+        failed; the first error is raised at the end.
         """
         from nexios.websockets.channels import ChannelBox
 
-        steps: list[Callable[[], Any]] = [ChannelBox.shutdown]
+        steps: list[Callable[[], Any]] = [ChannelBox.shutdown, self._close_open_sockets]
         if stack is not None:
             steps.append(stack.aclose)
         steps.extend(self._shutdown)
@@ -275,6 +451,50 @@ class NexiosApp(_WSRouteRegistry):
                     logger.exception("Shutdown step %r failed", step)
         if first_error is not None:
             raise first_error
+
+
+def _client_host(scope: dict[str, Any]) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def _refuse(ws: WebSocket, status: int, body: str) -> None:
+    with contextlib.suppress(WebSocketDisconnect, OSError):
+        await ws.deny(status, body)
+
+
+async def _authenticate(auth: WSAuth, ws: WebSocket) -> bool:
+    """Run the auth hook; True when admitted (``scope["user"]`` set), else refuse."""
+    path = ws.scope["path"]
+    try:
+        user = await auth(ws)
+    except AuthError as error:
+        status, reason = error.status, error.reason
+    except WebSocketDisconnect:
+        return False
+    except Exception:
+        logger.exception(
+            "WebSocket %s: auth hook %s raised; handshake refused (500)",
+            path,
+            getattr(auth, "__qualname__", type(auth).__name__),
+        )
+        await _refuse(ws, 500, "authentication unavailable")
+        return False
+    else:
+        if user is not None:
+            ws.scope["user"] = user
+            return True
+        status, reason = 401, "authentication required"
+    logger.info("WebSocket %s: authentication failed (%d): %s", path, status, reason)
+    await _refuse(ws, status, reason)
+    return False
+
+
+async def _send_close(ws: WebSocket, code: int, reason: str) -> None:
+    # The peer may not be reading: bound the wait; the server drops it later.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await ws._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 async def _invoke(route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:

@@ -3,6 +3,13 @@
 Defaults are the fastest sound configuration measured in ``bench/``: uvloop, httptools,
 uvicorn's sans-I/O ``websockets`` implementation, and per-message deflate off
 (``--ws-per-message-deflate`` turns it on). ``python -m nexios run ...`` works too.
+
+Safety defaults: the server refuses WebSocket messages over ``--ws-max-size`` (1 MiB,
+close 1009) before the app buffers them; the framework's own, tighter limit
+(``NEXIOS_MAX_MESSAGE_SIZE``, 64 KiB) applies above it — raise both together. Shutdown
+waits at most ``--timeout-graceful-shutdown`` (10 s) for handlers. Query strings in
+uvicorn's WebSocket log lines are redacted (``?token=...`` → ``?token=<redacted>``), as
+tokens often travel there, and so are credential headers in websockets' debug lines.
 """
 
 from __future__ import annotations
@@ -10,11 +17,24 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["build_parser", "log_config", "main", "server_options"]
+__all__ = [
+    "DEFAULT_WS_MAX_SIZE",
+    "RedactCredentialsFilter",
+    "build_parser",
+    "log_config",
+    "main",
+    "server_options",
+]
+
+DEFAULT_WS_MAX_SIZE = 1024 * 1024
+"""uvicorn's frame/message cap under ``nexios run``: above the framework's 64 KiB limit,
+so the app decides with a clear close code, yet low enough that nobody makes the server
+buffer 16 MiB per connection."""
 
 
 def _has(module: str) -> bool:
@@ -34,10 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="processes (use a redis:// URL)")
     run.add_argument("--reload", action="store_true", help="restart on code changes")
     run.add_argument("--log-level", default="info", choices=_LOG_LEVELS)
-    run.add_argument("--ws-max-size", type=int, default=16 * 1024 * 1024)
+    run.add_argument(
+        "--ws-max-size",
+        type=int,
+        default=DEFAULT_WS_MAX_SIZE,
+        help="largest WebSocket message the server accepts, in bytes (closes 1009 above)",
+    )
     run.add_argument("--ws-ping-interval", type=float, default=20.0)
     run.add_argument("--ws-ping-timeout", type=float, default=20.0)
     run.add_argument("--ws-per-message-deflate", action="store_true")
+    run.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=10.0,
+        help="seconds shutdown waits for connections and handlers before cancelling them",
+    )
     run.add_argument(
         "--ws",
         default="auto",
@@ -67,6 +98,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "ws_ping_interval": args.ws_ping_interval,
         "ws_ping_timeout": args.ws_ping_timeout,
         "ws_per_message_deflate": args.ws_per_message_deflate,
+        "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
         "lifespan": "on",
     }
 
@@ -80,12 +112,54 @@ def log_config(level: str) -> dict[str, Any]:
     from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["nexios_redact"] = {"()": "nexios.cli.RedactCredentialsFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("nexios_redact")
     config["loggers"]["nexios"] = {
         "handlers": ["default"],
         "level": LOG_LEVELS[level],  # a number: "TRACE" is not a level name until uvicorn adds it
         "propagate": False,
     }
     return config
+
+
+class RedactCredentialsFilter(logging.Filter):
+    """Keep handshake credentials out of uvicorn's and websockets' log lines.
+
+    Browsers cannot send headers with a WebSocket, so tokens often ride in the query
+    string, and uvicorn logs every handshake with it: query values are blanked (names
+    stay). At debug level websockets also logs the request line and every header:
+    the request line is blanked the same way, and the values of ``Authorization``,
+    ``Cookie`` and ``Sec-WebSocket-Protocol`` are replaced.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        msg = record.msg
+        if not isinstance(args, tuple) or len(args) < 2 or not isinstance(msg, str):
+            return True
+        if msg.startswith(('%s - "WebSocket %s"', "< %s %s %s")):
+            if isinstance(args[1], str) and "?" in args[1]:
+                record.args = (args[0], redact_query(args[1]), *args[2:])
+        elif (
+            msg in ("< %s: %s", "> %s: %s")
+            and isinstance(args[0], str)
+            and args[0].lower() in _CREDENTIAL_HEADERS
+        ):
+            record.args = (args[0], "<redacted>")
+        return True
+
+
+_CREDENTIAL_HEADERS = frozenset(
+    ("authorization", "proxy-authorization", "cookie", "set-cookie", "sec-websocket-protocol")
+)
+
+
+def redact_query(path: str) -> str:
+    """``/ws?token=abc&x=1`` → ``/ws?token=<redacted>&x=<redacted>``."""
+    base, _, query = path.partition("?")
+    names = [part.partition("=")[0] for part in query.split("&") if part]
+    return base + "?" + "&".join(f"{name}=<redacted>" for name in names)
 
 
 def _default_ws_protocol() -> Any:

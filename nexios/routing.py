@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from nexios.exceptions import ConfigurationError
 from nexios.paths import PathTemplate, join_paths
+from nexios.security import OriginPolicy, WSAuth, _check_auth_hook
 
 __all__ = ["WSHandler", "WSMiddleware", "WSRouter", "WebsocketRoutes"]
 
@@ -89,15 +90,32 @@ def _check_middleware(middleware: Iterable[Any] | None) -> list[WSMiddleware]:
 
 
 class WebsocketRoutes:
-    """A WebSocket route: ``WebsocketRoutes("/chat/{room_id}", handler)``."""
+    """A WebSocket route: ``WebsocketRoutes("/chat/{room_id}", handler)``.
 
-    __slots__ = ("_kwargs", "handler", "middleware", "path", "template")
+    ``allowed_origins`` and ``auth`` override the app's ``allowed_origins`` and
+    ``ws_auth`` for this route (None: use the app's; ``auth=False``: no authentication).
+    See :mod:`nexios.security`.
+    """
+
+    __slots__ = (
+        "_kwargs",
+        "allowed_origins",
+        "auth",
+        "handler",
+        "middleware",
+        "origin_policy",
+        "path",
+        "template",
+    )
 
     def __init__(
         self,
         path: str,
         handler: WSHandler | type,
         middleware: Sequence[WSMiddleware] | None = None,
+        *,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
     ) -> None:
         self.template = PathTemplate(path)
         _check_handler(path, handler)
@@ -105,6 +123,9 @@ class WebsocketRoutes:
         self.handler = handler
         self.middleware = _check_middleware(middleware)
         self._kwargs = self._keyword_params(handler)
+        self.allowed_origins = allowed_origins
+        self.origin_policy = OriginPolicy(allowed_origins) if allowed_origins is not None else None
+        self.auth = _check_auth_hook(auth, f"auth= of the route {path!r}")
 
     def _keyword_params(self, handler: Any) -> frozenset[str] | None:
         """Which path parameters the handler names (None: it takes ``**kwargs``)."""
@@ -167,7 +188,11 @@ class WebsocketRoutes:
     ) -> WebsocketRoutes:
         """A copy of this route mounted under ``prefix``, behind extra middleware."""
         return WebsocketRoutes(
-            join_paths(prefix, self.path), self.handler, [*middleware, *self.middleware]
+            join_paths(prefix, self.path),
+            self.handler,
+            [*middleware, *self.middleware],
+            allowed_origins=self.allowed_origins,
+            auth=self.auth,
         )
 
     def __repr__(self) -> str:
@@ -191,6 +216,9 @@ class _WSRouteRegistry:
         handler: WSHandler | type,
         /,
         middleware: Sequence[WSMiddleware] | None = None,
+        *,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
     ) -> WebsocketRoutes: ...
 
     def add_ws_route(
@@ -199,13 +227,17 @@ class _WSRouteRegistry:
         handler: WSHandler | type | None = None,
         /,
         middleware: Sequence[WSMiddleware] | None = None,
+        *,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
     ) -> WebsocketRoutes:
         """Register ``add_ws_route(WebsocketRoutes(...))`` or ``add_ws_route(path, handler)``."""
         if isinstance(route_or_path, WebsocketRoutes):
-            if handler is not None:
+            if handler is not None or allowed_origins is not None or auth is not None:
                 raise ConfigurationError(
-                    "add_ws_route(route) takes a WebsocketRoutes alone; to give a handler, "
-                    "call add_ws_route(path, handler)."
+                    "add_ws_route(route) takes a WebsocketRoutes alone; give a handler, "
+                    "allowed_origins or auth to WebsocketRoutes(...) or to "
+                    "add_ws_route(path, handler, ...)."
                 )
             route = route_or_path
         elif isinstance(route_or_path, str):
@@ -214,7 +246,9 @@ class _WSRouteRegistry:
                     f"add_ws_route({route_or_path!r}) needs a handler: "
                     f"add_ws_route({route_or_path!r}, handler)."
                 )
-            route = WebsocketRoutes(route_or_path, handler, middleware)
+            route = WebsocketRoutes(
+                route_or_path, handler, middleware, allowed_origins=allowed_origins, auth=auth
+            )
         elif isinstance(route_or_path, WSRouter):
             raise ConfigurationError(
                 "add_ws_route() takes one route; to add a WSRouter use "
@@ -229,24 +263,50 @@ class _WSRouteRegistry:
         return route
 
     @overload
-    def ws_route(self, path: str, /) -> Callable[[_H], _H]: ...
+    def ws_route(
+        self,
+        path: str,
+        /,
+        *,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
+    ) -> Callable[[_H], _H]: ...
 
     @overload
-    def ws_route(self, path: str, handler: _H, /) -> _H: ...
+    def ws_route(
+        self,
+        path: str,
+        handler: _H,
+        /,
+        *,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
+    ) -> _H: ...
 
-    def ws_route(self, path: str, handler: Any = None, /) -> Any:
-        """``@ws_route(path)`` as a decorator, or ``ws_route(path, handler)`` directly."""
+    def ws_route(
+        self,
+        path: str,
+        handler: Any = None,
+        /,
+        *,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
+    ) -> Any:
+        """``@ws_route(path)`` as a decorator, or ``ws_route(path, handler)`` directly.
+
+        ``allowed_origins`` and ``auth`` override the app's for this route.
+        """
         if not isinstance(path, str):
             raise ConfigurationError(
                 f"ws_route() takes the path first, got {path!r}: write @ws_route('/path') "
                 "(with parentheses and a path)."
             )
         if handler is not None:
-            self.add_ws_route(path, handler)
+            self.add_ws_route(path, handler, allowed_origins=allowed_origins, auth=auth)
             return handler
 
         def decorator(func: _H) -> _H:
-            self.add_ws_route(path, func)
+            self.add_ws_route(path, func, allowed_origins=allowed_origins, auth=auth)
             return func
 
         return decorator

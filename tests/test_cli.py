@@ -52,7 +52,7 @@ def test_defaults() -> None:
     assert found["log_level"] == "info"
     assert found["lifespan"] == "on"
     assert found["ws_per_message_deflate"] is False
-    assert found["ws_max_size"] == 16 * 1024 * 1024
+    assert found["ws_max_size"] == 1024 * 1024
 
 
 def test_fast_defaults_for_websockets() -> None:

@@ -100,5 +100,6 @@ async def test_stalled_and_vanished_members_do_not_stall_the_group(ws_impl: str)
         stalled.close()
         assert report["frame_once"] is (ws_impl == "auto"), report
         assert report["evictions"] >= 1, report
+        assert "evicted" in report["leave_reasons"], report
         assert report["peak_queued_bytes"] <= MAX_BYTES, report
         assert "Evicting channel" in server.log()

@@ -13,15 +13,21 @@ do. Once the peer is gone, every receive and send raises
 :class:`~nexios.exceptions.WebSocketDisconnect` with the close code.
 
 The receive/send path is kept lean: one state check, the ASGI call, and the decode or
-encode the frame needs — no logging, no helper objects.
+encode the frame needs — no logging, no helper objects. With limits on (see
+:mod:`nexios.limits`), each received message also goes through one
+:meth:`MessageLimiter.check <nexios.limits.MessageLimiter.check>` call; a broken limit
+sends the close frame with the limit's code (1009 size, 1008 rate), logs one warning
+and raises ``WebSocketDisconnect(code)`` from the receive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexios import encoding
 from nexios.exceptions import (
@@ -30,6 +36,9 @@ from nexios.exceptions import (
     WebSocketMessageTypeError,
     WebSocketStateError,
 )
+
+if TYPE_CHECKING:
+    from nexios.limits import MessageLimiter
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketState"]
 
@@ -54,6 +63,9 @@ _DISCONNECTED = WebSocketState.DISCONNECTED
 
 _RECEIVE = "websocket.receive"
 _DISCONNECT = "websocket.disconnect"
+_CLOSE_TIMEOUT = 5.0  # bound on writing a limit's close frame to a peer that does not read
+
+logger = logging.getLogger("nexios.websockets")
 
 
 class WebSocket:
@@ -72,6 +84,7 @@ class WebSocket:
         "_connect_received",
         "_headers",
         "_kicked",
+        "_limits",
         "_query_params",
         "_receive",
         "_receiving",
@@ -103,6 +116,7 @@ class WebSocket:
         self._headers: Any = None
         self._query_params: Any = None
         self._state_obj: Any = None
+        self._limits: MessageLimiter | None = None
 
     # ------------------------------------------------------------------ handshake
 
@@ -236,7 +250,27 @@ class WebSocket:
                 self._mark_disconnected(message)
                 raise WebSocketDisconnect(self.close_code or 1005, self.close_reason)
             raise WebSocketStateError(f"Unexpected ASGI message {message['type']!r}.")
+        if self._limits is not None and self._limits.check(message):
+            await self._limit_exceeded(self._limits)
         return message
+
+    async def _limit_exceeded(self, limits: MessageLimiter) -> None:
+        """Close with the broken limit's code, log it once, raise WebSocketDisconnect."""
+        code, detail = limits.violation or (1008, "limit exceeded")
+        client = self.scope.get("client")
+        logger.warning(
+            "WebSocket %s from %s: %s; closing with %d",
+            self.scope.get("path"),
+            f"{client[0]}:{client[1]}" if client else "unknown client",
+            detail,
+            code,
+        )
+        reason = "message too big" if code == 1009 else "rate limit exceeded"
+        self.kick(code, reason)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        raise WebSocketDisconnect(code, reason)
 
     def _raise_cannot_receive(self) -> None:
         if self.connection_state is _CONNECTING:
@@ -445,6 +479,11 @@ class WebSocket:
         """``(host, port)`` of the peer, when the server reports it."""
         client = self.scope.get("client")
         return (client[0], client[1]) if client else None
+
+    @property
+    def user(self) -> Any:
+        """What the handshake's auth hook returned (``scope["user"]``), or None."""
+        return self.scope.get("user")
 
     @property
     def subprotocols(self) -> list[str]:

@@ -91,6 +91,7 @@ class Channel:
         "expires",
         "groups",
         "last_active",
+        "leave_reason",
         "metadata",
         "outbox",
         "payload_type",
@@ -131,6 +132,7 @@ class Channel:
         self.outbox: Outbox | None = None
         self.sink: Any = None
         self.stalled_since: float | None = None
+        self.leave_reason = "disconnected"
         websocket.on_close(self._on_socket_closed)
 
     @property
@@ -193,7 +195,7 @@ class Channel:
         if hub is None:
             return
         if self.groups or self.outbox is not None:
-            await hub.forget(self, reason="disconnected")
+            await hub.forget(self, reason=self.leave_reason)
         await hub.close_frame_sent(self.websocket)
 
     def __repr__(self) -> str:

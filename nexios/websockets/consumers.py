@@ -98,10 +98,16 @@ class WebSocketConsumer:
 
     @classmethod
     def as_route(
-        cls, path: str, middleware: Sequence[WSMiddleware] | None = None
+        cls,
+        path: str,
+        middleware: Sequence[WSMiddleware] | None = None,
+        **route_options: Any,
     ) -> WebsocketRoutes:
-        """A route serving this consumer at ``path`` (path parameters allowed)."""
-        return WebsocketRoutes(path, cls, middleware)
+        """A route serving this consumer at ``path`` (path parameters allowed).
+
+        ``route_options`` go to :class:`WebsocketRoutes` (``allowed_origins=``, ``auth=``).
+        """
+        return WebsocketRoutes(path, cls, middleware, **route_options)
 
     # ------------------------------------------------------------------ hooks
 

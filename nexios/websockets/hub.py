@@ -288,6 +288,7 @@ class Hub:
             return
         outbox.close()
         if code != 1006:
+            channel.leave_reason = "evicted"
             self.evictions += 1
             logger.warning(
                 "Evicting channel %s from %s (%s); closing with %d",
@@ -300,10 +301,10 @@ class Hub:
         self.loop.call_soon(self._spawn_forget, channel, code, reason)
 
     def _spawn_forget(self, channel: Channel, code: int, reason: str) -> None:
-        kind = "evicted" if code != 1006 else "disconnected"
+        close_code = code if code != 1006 else None
         task = self.loop.create_task(
             self.forget(
-                channel, reason=kind, close_code=code if code != 1006 else None, close_reason=reason
+                channel, reason=channel.leave_reason, close_code=close_code, close_reason=reason
             )
         )
         self._closing.add(task)

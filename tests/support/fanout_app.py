@@ -10,10 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from nexios import NexiosApp
+from nexios.limits import Limits
 from nexios.websockets import Channel, ChannelBox, WebSocket
 
-app = NexiosApp()
+app = NexiosApp(limits=Limits(max_message_size=None, max_connections_per_client=None))
 _peak_queued_bytes = 0
+_leave_reasons: list[str] = []
+
+
+@app.events.on("channel.leave")
+def record_leave(event: dict[str, Any]) -> None:
+    _leave_reasons.append(event["reason"])
 
 
 @app.ws_route("/room/{name}")
@@ -48,4 +55,5 @@ async def debug(name: str) -> dict[str, Any]:
         "evictions": hub.evictions,
         "peak_queued_bytes": _peak_queued_bytes,
         "max_bytes": hub.settings.outbox.max_bytes,
+        "leave_reasons": sorted(set(_leave_reasons)),
     }
