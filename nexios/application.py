@@ -195,7 +195,9 @@ class NexiosApp(_WSRouteRegistry):
         kind = scope["type"]
         scope["app"] = self
         if kind == "websocket":
-            await self._handle_websocket(scope, receive, send)
+            admitted = await self._admit(scope, receive, send)
+            if admitted is not None:
+                await self._serve(*admitted)
         elif kind == "http":
             await self.http(scope, receive, send)
         elif kind == "lifespan":
@@ -203,17 +205,22 @@ class NexiosApp(_WSRouteRegistry):
         else:
             raise ConfigurationError(f"Unsupported ASGI scope type {kind!r}")
 
-    async def _handle_websocket(
+    async def _admit(
         self,
         scope: dict[str, Any],
         receive: Callable[[], Awaitable[dict[str, Any]]],
         send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
+    ) -> tuple[WebsocketRoutes, WebSocket, dict[str, Any], str | None] | None:
+        """Match the route and run the handshake checks; None when the client was refused.
+
+        Separate from :meth:`_serve` so that its frame is gone while the connection
+        lives: an idle connection holds as few suspended frames as possible.
+        """
         found = find_route(self.ws_routes, scope["path"])
         if found is None:
             logger.info("No WebSocket route for %r: handshake refused (403)", scope["path"])
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
-            return
+            return None
         route, params = found
         scope["path_params"] = params
         ws = WebSocket(scope, receive, send)
@@ -227,7 +234,7 @@ class NexiosApp(_WSRouteRegistry):
                 refused_origin,
             )
             await _refuse(ws, 403, "origin not allowed")
-            return
+            return None
         limits = self.limits
         max_connections = limits.max_connections_per_client
         host = _client_host(scope) if max_connections is not None else None
@@ -244,30 +251,68 @@ class NexiosApp(_WSRouteRegistry):
                     TOO_MANY_CONNECTIONS_STATUS,
                 )
                 await _refuse(ws, TOO_MANY_CONNECTIONS_STATUS, "too many connections")
-                return
+                return None
             self._per_client[host] = count + 1
         self._sockets.add(ws)
         try:
             auth = self.ws_auth if route.auth is None else route.auth
             if auth and not await _authenticate(auth, ws):
-                return
-            if limits.per_message:
-                ws._limits = MessageLimiter(limits)
-                if limits.needs_sweep:
-                    self._ensure_sweeper()
-            await self._run(route, ws, params)
-        finally:
-            self._sockets.discard(ws)
-            if host is not None:
-                left = self._per_client[host] - 1
-                if left:
-                    self._per_client[host] = left
+                await self._release(ws, host)
+                return None
+        except BaseException:
+            await self._release(ws, host)
+            raise
+        if limits.per_message:
+            ws._limits = MessageLimiter(limits)
+            if limits.needs_sweep:
+                self._ensure_sweeper()
+        return route, ws, params, host
+
+    async def _serve(
+        self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any], host: str | None
+    ) -> None:
+        """Run middleware and handler, end the connection by the rules, then clean up."""
+        middleware = (
+            self._ws_middleware + route.middleware if self._ws_middleware else route.middleware
+        )
+        try:
+            try:
+                if middleware:
+                    await _chain(middleware, ws, lambda: _endpoint(route, ws, params))
                 else:
-                    del self._per_client[host]
-            closing = self._closing.pop(ws, None)
-            if closing is not None:
-                await asyncio.wait({closing})
-            await _run_cleanup(ws)
+                    await _endpoint(route, ws, params)
+            except WebSocketDisconnect as disconnect:
+                if ws.connection_state is WebSocketState.CONNECTED:
+                    # The handler raised WebSocketDisconnect itself: the peer is still there.
+                    await _close_after_return(route, ws, _sendable_close_code(disconnect.code))
+                else:
+                    logger.debug(
+                        "WebSocket %s disconnected (%s)", ws.scope["path"], disconnect.code
+                    )
+            except asyncio.CancelledError:
+                if not ws.kicked:
+                    raise
+                logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
+            except Exception:
+                await _close_after_crash(route, ws)
+            else:
+                await _close_after_return(route, ws)
+        finally:
+            await self._release(ws, host)
+
+    async def _release(self, ws: WebSocket, host: str | None) -> None:
+        """Forget the socket: per-address count, pending close frame, cleanup callbacks."""
+        self._sockets.discard(ws)
+        if host is not None:
+            left = self._per_client[host] - 1
+            if left:
+                self._per_client[host] = left
+            else:
+                del self._per_client[host]
+        closing = self._closing.pop(ws, None)
+        if closing is not None:
+            await asyncio.wait({closing})
+        await _run_cleanup(ws)
 
     # ------------------------------------------------------------------ open connections
 
@@ -355,32 +400,6 @@ class NexiosApp(_WSRouteRegistry):
                 len(pending),
                 self.shutdown_timeout,
             )
-
-    async def _run(self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:
-        middleware = (
-            self._ws_middleware + route.middleware if self._ws_middleware else route.middleware
-        )
-        try:
-            if middleware:
-                await _chain(middleware, ws, lambda: _invoke(route, ws, params))
-            else:
-                await _invoke(route, ws, params)
-        except WebSocketDisconnect as disconnect:
-            if ws.connection_state is WebSocketState.CONNECTED:
-                # The handler raised WebSocketDisconnect itself: the peer is still there.
-                await _close_after_return(route, ws, _sendable_close_code(disconnect.code))
-                return
-            logger.debug("WebSocket %s disconnected (%s)", ws.scope["path"], disconnect.code)
-            return
-        except asyncio.CancelledError:
-            if not ws.kicked:
-                raise
-            logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
-            return
-        except Exception:
-            await _close_after_crash(route, ws)
-            return
-        await _close_after_return(route, ws)
 
     async def _handle_lifespan(
         self,
@@ -497,12 +516,13 @@ async def _send_close(ws: WebSocket, code: int, reason: str) -> None:
             await ws._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _invoke(route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> None:
+def _endpoint(route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> Awaitable[None]:
+    # Returns the handler's coroutine instead of awaiting it: no frame of its own.
     consumer = _consumer_class(route.handler)
     if consumer is not None:
-        await consumer().dispatch(ws)
-        return
-    await route.handler(ws, **route.handler_kwargs(params))
+        dispatch: Awaitable[None] = consumer().dispatch(ws)
+        return dispatch
+    return route.handler(ws, **route.handler_kwargs(params))
 
 
 async def _chain(
