@@ -103,3 +103,14 @@ async def test_stalled_and_vanished_members_do_not_stall_the_group(ws_impl: str)
         assert "evicted" in report["leave_reasons"], report
         assert report["peak_queued_bytes"] <= MAX_BYTES, report
         assert "Evicting channel" in server.log()
+
+
+@pytest.mark.parametrize("ws_impl", ["websockets-sansio", "auto"], ids=["portable", "frame-once"])
+@pytest.mark.anyio
+async def test_broadcasts_and_direct_sends_keep_their_order(ws_impl: str) -> None:
+    with serve("tests.support.fanout_app:app", args=["--ws", ws_impl]) as server:
+        async with websockets.connect(server.ws_url("/ordered/o")) as ws:
+            for round_ in ("a", "b"):
+                await ws.send(round_)
+                got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(4)]
+                assert got == [f"{round_}-0", f"{round_}-1", f"{round_}-2", f"{round_}-direct"]

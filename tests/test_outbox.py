@@ -17,6 +17,7 @@ class FakeSocket:
 
     def __init__(self, fail: bool = False) -> None:
         self.sent: list[dict[str, Any]] = []
+        self._before_send: Any = None
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail = fail
@@ -138,3 +139,21 @@ def test_limits_validate_and_read_the_environment(monkeypatch: pytest.MonkeyPatc
 
     with pytest.raises(ConfigurationError, match="NEXIOS_"):
         OutboxLimits.from_env()
+
+
+async def test_drained_waits_for_what_was_queued_and_the_socket_hook_follows_it() -> None:
+    sock = FakeSocket()
+    sock.gate.clear()
+    outbox, _ = make(sock)
+    await outbox.drained()  # nothing queued: returns at once
+    outbox.put(text(0), 1)
+    outbox.put(text(1), 1)
+    assert sock._before_send == outbox.drained  # a direct send would wait for these
+    waiter = asyncio.create_task(outbox.drained())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    sock.gate.set()
+    async with asyncio.timeout(2):
+        await waiter
+    assert [m["text"] for m in sock.sent] == ["0", "1"]
+    assert sock._before_send is None

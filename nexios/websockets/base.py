@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nexios import encoding
@@ -80,6 +80,7 @@ class WebSocket:
 
     __slots__ = (
         "__weakref__",
+        "_before_send",
         "_cleanup",
         "_connect_received",
         "_headers",
@@ -111,6 +112,9 @@ class WebSocket:
         self._connect_received = False
         self._receiving = False
         self._kicked: tuple[int, str] | None = None
+        # Set while broadcast frames for this socket are still queued (see the hub and
+        # outbox): a direct send waits for them, so program order is delivery order.
+        self._before_send: Callable[[], Awaitable[None]] | None = None
         self._task: asyncio.Task[Any] | None = None
         self._cleanup: list[Callable[[], Any]] | None = None
         self._headers: Any = None
@@ -332,7 +336,12 @@ class WebSocket:
                 f"send_text() takes a str, got {type(data).__name__}; use send_bytes() for "
                 "bytes or send_json() for other values."
             )
-        await self._send_or_disconnect({"type": "websocket.send", "text": data})
+        if self._before_send is not None:
+            await self._before_send()
+        try:
+            await self._send({"type": "websocket.send", "text": data})
+        except OSError as error:  # uvicorn raises ClientDisconnected, an OSError
+            raise self._disconnected(error) from None
 
     async def send_bytes(self, data: bytes | bytearray | memoryview) -> None:
         """Send a binary frame."""
@@ -355,10 +364,17 @@ class WebSocket:
         if self.connection_state is not _CONNECTED:
             self._raise_cannot_send()
         encoded = encoding.dumps(data)
-        if mode == "text":
-            await self._send_or_disconnect({"type": "websocket.send", "text": encoded.decode()})
-        else:
-            await self._send_or_disconnect({"type": "websocket.send", "bytes": encoded})
+        message = (
+            {"type": "websocket.send", "text": encoded.decode()}
+            if mode == "text"
+            else {"type": "websocket.send", "bytes": encoded}
+        )
+        if self._before_send is not None:
+            await self._before_send()
+        try:
+            await self._send(message)
+        except OSError as error:  # uvicorn raises ClientDisconnected, an OSError
+            raise self._disconnected(error) from None
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the connection (before accept: refuse the handshake with HTTP 403).
@@ -377,12 +393,17 @@ class WebSocket:
         self.close_reason = reason or ""
 
     async def _send_or_disconnect(self, message: Message) -> None:
+        if self._before_send is not None:
+            await self._before_send()
         try:
             await self._send(message)
         except OSError as error:  # uvicorn raises ClientDisconnected, an OSError
-            self.connection_state = _DISCONNECTED
-            self.close_code = self.close_code or 1006
-            raise WebSocketDisconnect(self.close_code, str(error) or "") from None
+            raise self._disconnected(error) from None
+
+    def _disconnected(self, error: OSError) -> WebSocketDisconnect:
+        self.connection_state = _DISCONNECTED
+        self.close_code = self.close_code or 1006
+        return WebSocketDisconnect(self.close_code, str(error) or "")
 
     def _raise_cannot_send(self) -> None:
         if self.connection_state is _CONNECTING:

@@ -97,6 +97,8 @@ class Channel:
         "payload_type",
         "payload_type_value",
         "sink",
+        "sink_pending",
+        "sink_pending_bytes",
         "stalled_since",
         "uuid",
         "websocket",
@@ -131,6 +133,8 @@ class Channel:
         self.groups: set[str] = set()
         self.outbox: Outbox | None = None
         self.sink: Any = None
+        self.sink_pending: list[bytes] | None = None
+        self.sink_pending_bytes = 0
         self.stalled_since: float | None = None
         self.leave_reason = "disconnected"
         websocket.on_close(self._on_socket_closed)
@@ -148,6 +152,12 @@ class Channel:
     def is_expired(self) -> bool:
         """True when idle longer than ``expires`` seconds."""
         return self.expires is not None and time.monotonic() - self.last_active > self.expires
+
+    async def flush_sink(self) -> None:
+        """Write frames gathered for this member before the socket sends anything else."""
+        hub = ChannelBox._hub_if_running()
+        if hub is not None:
+            hub.flush_sink(self)
 
     def touch(self) -> None:
         """Mark activity now (sending and receiving through the channel do this)."""

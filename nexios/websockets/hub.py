@@ -148,6 +148,8 @@ class Hub:
         self._maintenance: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._close_frames: dict[int, asyncio.Task[None]] = {}
+        self._unflushed: list[Channel] = []
+        self._flush_scheduled = False
         self.evictions = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -381,18 +383,54 @@ class Hub:
         return queued
 
     def _write_to_sink(self, channel: Channel, frame: bytes) -> int:
-        """Write a pre-built frame to the member's transport; its buffer is the queue."""
-        sink = channel.sink
-        if sink.buffered() + len(frame) > self.settings.outbox.max_bytes:
+        """Queue a pre-built frame for the member's transport; its buffer is the queue.
+
+        Frames are gathered per member and written once per event-loop iteration
+        (:meth:`_flush_sinks`): a burst of broadcasts costs one ``send()`` per member, not
+        one per message. A direct send on the socket flushes first, keeping the order.
+        """
+        pending = channel.sink_pending
+        if pending is None:
+            if channel.sink.buffered() + len(frame) > self.settings.outbox.max_bytes:
+                self._evict_sink_member(channel, "write buffer full: client too slow")
+                return 0
+            channel.sink_pending = [frame]
+            channel.sink_pending_bytes = len(frame)
+            channel.websocket._before_send = channel.flush_sink
+            self._unflushed.append(channel)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush_sinks)
+            return 1
+        size = channel.sink_pending_bytes + len(frame)
+        if channel.sink.buffered() + size > self.settings.outbox.max_bytes:
             self._evict_sink_member(channel, "write buffer full: client too slow")
             return 0
-        if not sink.write(frame):
-            self._on_dead_member(channel, 1006, "connection closed")
-            return 0
+        pending.append(frame)
+        channel.sink_pending_bytes = size
         return 1
+
+    def _flush_sinks(self) -> None:
+        self._flush_scheduled = False
+        unflushed, self._unflushed = self._unflushed, []
+        for channel in unflushed:
+            self.flush_sink(channel)
+
+    def flush_sink(self, channel: Channel) -> None:
+        """Write the member's gathered frames now (one ``send()``)."""
+        pending = channel.sink_pending
+        if pending is None:
+            return
+        channel.sink_pending = None
+        channel.websocket._before_send = None
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        if not channel.sink.write(data):
+            self._on_dead_member(channel, 1006, "connection closed")
 
     def _evict_sink_member(self, channel: Channel, reason: str) -> None:
         # A peer that stopped reading can't take a close frame either: drop it now.
+        channel.sink_pending = None
+        channel.websocket._before_send = None
         channel.sink.abort()
         self._on_dead_member(channel, 1013, reason)
 

@@ -24,7 +24,6 @@ Bounds: ``max_messages`` and ``max_bytes`` (of the frames queued), checked on ev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable
@@ -91,6 +90,7 @@ class Outbox:
 
     __slots__ = (
         "_bytes",
+        "_idle_waiters",
         "_loop",
         "_on_dead",
         "_queue",
@@ -117,6 +117,7 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
         self.send_started: float | None = None
         self.dropped = 0
         self.closed = False
@@ -136,6 +137,8 @@ class Outbox:
         full = len(self._queue) >= limits.max_messages or self._bytes + size > limits.max_bytes
         if full and not self._make_room(size):
             return False
+        if not self._queue and self.send_started is None:
+            self.ws._before_send = self.drained
         self._queue.append((message, size))
         self._bytes += size
         wakeup = self._wakeup
@@ -184,9 +187,26 @@ class Outbox:
                     self._on_dead(self, 1006, f"send failed: {error!r}")
                     return
                 self.send_started = None
+            self._went_idle()
             wakeup = loop.create_future()
             self._wakeup = wakeup
             await wakeup
+
+    async def drained(self) -> None:
+        """Wait until what was queued before now has been written (or the outbox closed)."""
+        if self.closed or (not self._queue and self.send_started is None):
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _went_idle(self) -> None:
+        if self.ws._before_send == self.drained:
+            self.ws._before_send = None
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def overdue(self, now: float) -> bool:
         """True when the send in progress has missed its deadline."""
@@ -200,16 +220,9 @@ class Outbox:
         self.closed = True
         self._queue.clear()
         self._bytes = 0
+        self._went_idle()
         task, self._task = self._task, None
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.cancel()
-
-    async def wait_idle(self) -> None:
-        """Wait until everything queued so far was written (tests, shutdown)."""
-        while self._queue or self.send_started is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(0.001)
-            if self.closed:
-                return

@@ -34,6 +34,17 @@ async def room(ws: WebSocket, name: str) -> None:
         _track_peak(name)
 
 
+@app.ws_route("/ordered/{name}")
+async def ordered(ws: WebSocket, name: str) -> None:
+    """Several broadcasts and then a direct reply, all in one event-loop iteration."""
+    await ws.accept()
+    await ChannelBox.add_channel_to_group(Channel(ws, payload_type="text"), name)
+    async for text in ws.iter_text():
+        for i in range(3):
+            await ChannelBox.group_send(name, f"{text}-{i}")
+        await ws.send_text(f"{text}-direct")
+
+
 def _track_peak(name: str) -> None:
     global _peak_queued_bytes
     hub = ChannelBox._hub_if_running()
