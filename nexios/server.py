@@ -10,7 +10,7 @@ and the payload (servers never mask), so the hub can build it once with
 ASGI scope extension, offered only when per-message deflate was *not* negotiated (a
 compressed connection has its own deflate context, so one frame cannot fit all)::
 
-    sink = scope["extensions"].get("nexios.frames", {}).get("sink")
+    sink = scope["extensions"].get("nexios.frames")
     if sink is not None and sink.write(build_frame(b"hi", text=True)):
         ...  # written, in order with the app's own sends
     if sink.buffered() > cap:
@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 FRAMES_EXTENSION = "nexios.frames"
-"""Key of the scope extension: ``scope["extensions"][FRAMES_EXTENSION]["sink"]``."""
+"""Key of the scope extension: ``scope["extensions"][FRAMES_EXTENSION]`` is the sink
+itself (not a dict around it: one object less per connection)."""
 
 TESTED_UVICORN = ((0, 54), (0, 55))
 """uvicorn versions the protocol is tested with: ``>= first, < second``."""
@@ -77,7 +78,7 @@ def build_frame(payload: bytes, *, text: bool) -> bytes:
 class FrameSink:
     """Writes pre-built frames straight to one connection's transport.
 
-    Found at ``scope["extensions"]["nexios.frames"]["sink"]``. Called once per member per
+    Found at ``scope["extensions"]["nexios.frames"]``. Called once per member per
     broadcast, so :meth:`write` is a few attribute reads and one ``transport.write``.
     """
 
@@ -146,7 +147,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         if not self.conn.extensions:
             extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-            extensions[FRAMES_EXTENSION] = {"sink": FrameSink(self)}
+            extensions[FRAMES_EXTENSION] = FrameSink(self)
 
     def shutdown(self) -> None:
         """Close an open connection with 1001 (going away) rather than uvicorn's 1012.

@@ -128,8 +128,8 @@ async def serve(app: App, **options: Any) -> AsyncIterator[str]:
 
 
 def _sink(scope: dict[str, Any]) -> FrameSink | None:
-    extension = scope.get("extensions", {}).get(FRAMES_EXTENSION)
-    return None if extension is None else extension["sink"]
+    sink: FrameSink | None = scope.get("extensions", {}).get(FRAMES_EXTENSION)
+    return sink
 
 
 async def test_sink_frames_interleave_with_asgi_sends() -> None:

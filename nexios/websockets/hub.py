@@ -546,8 +546,7 @@ class Hub:
 
 def _frame_sink(ws: Any) -> Any:
     """The server's pre-framed write channel for this socket, if it offers one."""
-    extension = ws.scope.get("extensions", {}).get("nexios.frames")
-    return extension.get("sink") if extension else None
+    return ws.scope.get("extensions", {}).get("nexios.frames")
 
 
 def _member(record: PresenceRecord) -> PresenceMember:
