@@ -10,40 +10,18 @@ Runs on both fan-out paths: the portable ASGI one and nexios's frame-once protoc
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import socket
-import struct
 
 import httpx
 import pytest
 import websockets
 
+from tests.support.raw_socket import open_raw_websocket, reset
 from tests.support.server import serve
 
 MEMBERS = 100
 MESSAGES = 400
 SIZE = 16 * 1024
 MAX_BYTES = 1024 * 1024
-
-
-def _raw_member(port: int, path: str) -> socket.socket:
-    """Open a WebSocket with a bare socket (so nothing reads unless we do)."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
 
 
 async def _healthy_member(url: str, counts: list[int], index: int, ready: asyncio.Event) -> None:
@@ -74,10 +52,9 @@ async def test_stalled_and_vanished_members_do_not_stall_the_group(ws_impl: str)
         ]
         for ready in readies[: healthy - 1]:
             await asyncio.wait_for(ready.wait(), 20)
-        stalled = _raw_member(server.port, "/room/big")
-        vanished = _raw_member(server.port, "/room/big")
-        vanished.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        vanished.close()  # RST, no close frame
+        stalled, _ = open_raw_websocket(server.port, "/room/big")
+        vanished, _ = open_raw_websocket(server.port, "/room/big")
+        reset(vanished)  # RST, no close frame
         async with httpx.AsyncClient(base_url=server.http_url) as http:
             async with websockets.connect(url, max_size=None, max_queue=None) as sender:
                 assert await sender.recv() == "joined"

@@ -11,10 +11,8 @@ task count are back at their baseline, and its RSS grew little.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
-import struct
 import time
 from typing import Any
 
@@ -23,6 +21,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from tests.support.raw_socket import open_raw_websocket, reset
 from tests.support.server import Server, serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
@@ -36,33 +35,11 @@ OUTBOX_MAX_BYTES = 256 * 1024
 
 def _raw_join(port: int, path: str) -> socket.socket:
     """Join with a bare socket (nothing reads unless we do); return after ``joined``."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    sock.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        assert chunk, data
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
+    sock, rest = open_raw_websocket(port, path)
     while len(rest) < 8:
         rest += sock.recv(8 - len(rest))
     assert rest == b"\x81\x06joined", rest
     return sock
-
-
-def _reset(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 async def _cycle(server: Server, http: httpx.AsyncClient, index: int, kind: str) -> None:
@@ -74,7 +51,7 @@ async def _cycle(server: Server, http: httpx.AsyncClient, index: int, kind: str)
         if kind == "evicted":
             reply = (await http.post(f"/debug/flood/{group}?count=200&size=32768")).json()
             assert reply["members"] == 0, reply  # evicted before the flood ended
-        _reset(sock)
+        reset(sock)
         return
     async with connect(server.ws_url(f"/room/{group}?n={index}"), max_queue=None) as ws:
         assert await ws.recv() == "joined"
