@@ -29,6 +29,7 @@ __all__ = [
     "log_config",
     "main",
     "server_options",
+    "workers_warning",
 ]
 
 DEFAULT_WS_MAX_SIZE = 1024 * 1024
@@ -170,6 +171,17 @@ def _default_ws_protocol() -> Any:
     return frame_once_protocol_path() or "websockets-sansio"
 
 
+def workers_warning(workers: int, channels_url: str | None) -> str | None:
+    """Several processes on the in-memory layer do not share groups: say so."""
+    if workers > 1 and (channels_url or "memory://").startswith("memory:"):
+        return (
+            f"nexios: --workers {workers} with the in-memory channel layer: each process has "
+            "its own groups, history and presence. Set NEXIOS_CHANNELS_URL=redis://host:6379/0 "
+            "(or --channels-url) to share them."
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -179,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.channels_url:
             os.environ["NEXIOS_CHANNELS_URL"] = args.channels_url
+        warning = workers_warning(args.workers, os.environ.get("NEXIOS_CHANNELS_URL"))
+        if warning:
+            print(warning, file=sys.stderr)
         if "" not in sys.path and "." not in sys.path:
             sys.path.insert(0, "")
         uvicorn.run(args.app, **server_options(args))

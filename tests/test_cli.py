@@ -217,3 +217,13 @@ async def test_run_with_reload(app_dir: Path) -> None:
     ) as server:
         await talk(server.http_url, server.ws_url("/ws/cli"))
         assert "reloader process" in server.log()
+
+
+def test_several_workers_on_the_memory_layer_are_warned_about() -> None:
+    from nexios.cli import workers_warning
+
+    message = workers_warning(2, None)
+    assert message is not None and "NEXIOS_CHANNELS_URL=redis://" in message
+    assert workers_warning(2, "memory://") is not None
+    assert workers_warning(2, "redis://127.0.0.1:6379/0") is None
+    assert workers_warning(1, None) is None
