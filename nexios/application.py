@@ -195,9 +195,18 @@ class NexiosApp(_WSRouteRegistry):
         kind = scope["type"]
         scope["app"] = self
         if kind == "websocket":
+            # Admission, handler and conclusion run one after the other from this frame,
+            # so a live connection holds this frame and the handler's only.
             admitted = await self._admit(scope, receive, send)
-            if admitted is not None:
-                await self._serve(*admitted)
+            if admitted is None:
+                return
+            route, ws, params, host = admitted
+            outcome: BaseException | None = None
+            try:
+                await self._handler_call(route, ws, params)
+            except BaseException as error:
+                outcome = error
+            await self._conclude(route, ws, host, outcome)
         elif kind == "http":
             await self.http(scope, receive, send)
         elif kind == "lifespan":
@@ -213,7 +222,7 @@ class NexiosApp(_WSRouteRegistry):
     ) -> tuple[WebsocketRoutes, WebSocket, dict[str, Any], str | None] | None:
         """Match the route and run the handshake checks; None when the client was refused.
 
-        Separate from :meth:`_serve` so that its frame is gone while the connection
+        Separate from the handler's run so that its frame is gone while the connection
         lives: an idle connection holds as few suspended frames as possible.
         """
         found = find_route(self.ws_routes, scope["path"])
@@ -268,37 +277,43 @@ class NexiosApp(_WSRouteRegistry):
                 self._ensure_sweeper()
         return route, ws, params, host
 
-    async def _serve(
-        self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any], host: str | None
-    ) -> None:
-        """Run middleware and handler, end the connection by the rules, then clean up."""
+    def _handler_call(
+        self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]
+    ) -> Awaitable[None]:
+        """The handler's awaitable, behind the app's and the route's middleware."""
         middleware = (
             self._ws_middleware + route.middleware if self._ws_middleware else route.middleware
         )
+        if middleware:
+            return _chain(middleware, ws, lambda: _endpoint(route, ws, params))
+        return _endpoint(route, ws, params)
+
+    async def _conclude(
+        self,
+        route: WebsocketRoutes,
+        ws: WebSocket,
+        host: str | None,
+        outcome: BaseException | None,
+    ) -> None:
+        """End the connection by the rules for how the handler ended, then clean up."""
         try:
-            try:
-                if middleware:
-                    await _chain(middleware, ws, lambda: _endpoint(route, ws, params))
-                else:
-                    await _endpoint(route, ws, params)
-            except WebSocketDisconnect as disconnect:
+            if outcome is None:
+                await _close_after_return(route, ws)
+            elif isinstance(outcome, WebSocketDisconnect):
                 if ws.connection_state is WebSocketState.CONNECTED:
                     # The handler raised WebSocketDisconnect itself: the peer is still there.
-                    await _close_after_return(route, ws, _sendable_close_code(disconnect.code))
+                    await _close_after_return(route, ws, _sendable_close_code(outcome.code))
                 else:
-                    logger.debug(
-                        "WebSocket %s disconnected (%s)", ws.scope["path"], disconnect.code
-                    )
-            except asyncio.CancelledError:
-                if not ws.kicked:
-                    raise
+                    logger.debug("WebSocket %s disconnected (%s)", ws.scope["path"], outcome.code)
+            elif isinstance(outcome, asyncio.CancelledError) and ws.kicked:
                 logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
-            except Exception:
-                await _close_after_crash(route, ws)
-            else:
-                await _close_after_return(route, ws)
+            elif isinstance(outcome, Exception):
+                await _close_after_crash(route, ws, outcome)
         finally:
             await self._release(ws, host)
+        kicked = isinstance(outcome, asyncio.CancelledError) and ws.kicked
+        if outcome is not None and not isinstance(outcome, Exception) and not kicked:
+            raise outcome  # cancellation, KeyboardInterrupt...: not ours to swallow
 
     async def _release(self, ws: WebSocket, host: str | None) -> None:
         """Forget the socket: per-address count, pending close frame, cleanup callbacks."""
@@ -541,21 +556,23 @@ def _handler_name(route: WebsocketRoutes) -> str:
     return getattr(route.handler, "__qualname__", repr(route.handler))
 
 
-async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket) -> None:
+async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket, error: Exception) -> None:
     state = ws.connection_state
     if state is WebSocketState.CONNECTING:
-        logger.exception(
+        logger.error(
             "WebSocket handler %s for %s raised before accept(): handshake refused (403)",
             _handler_name(route),
             ws.scope["path"],
+            exc_info=error,
         )
         with contextlib.suppress(Exception):
             await ws.close(1011)
         return
-    logger.exception(
+    logger.error(
         "WebSocket handler %s for %s raised; closing with 1011",
         _handler_name(route),
         ws.scope["path"],
+        exc_info=error,
     )
     if state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):
