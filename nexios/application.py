@@ -31,9 +31,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from nexios.events import EventEmitter
@@ -618,12 +617,3 @@ async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-@contextlib.asynccontextmanager
-async def _no_lifespan(app: NexiosApp) -> AsyncIterator[None]:
-    yield
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -17,7 +17,7 @@ entries, ``first_seq`` and ``last_seq`` of a page come from one consistent snaps
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -305,11 +305,6 @@ class RedisHistoryStore(HistoryStore):
 
 def _created(entry_id: bytes | str) -> float:
     return int(_text(entry_id).partition("-")[0]) / 1000
-
-
-def _quads(flat: list[Any]) -> Iterator[tuple[Any, Any, Any, Any]]:
-    for i in range(0, len(flat), 4):
-        yield flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
 
 
 def _text(value: bytes | str) -> str:

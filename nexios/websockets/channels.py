@@ -89,6 +89,7 @@ class Channel:
         "__weakref__",
         "created",
         "expires",
+        "flush_hook",
         "groups",
         "last_active",
         "leave_reason",
@@ -133,6 +134,7 @@ class Channel:
         self.groups: set[str] = set()
         self.outbox: Outbox | None = None
         self.sink: Any = None
+        self.flush_hook: Any = None  # bound flush_sink, made once when a sink is found
         self.sink_pending: list[bytes] | None = None
         self.sink_pending_bytes = 0
         self.stalled_since: float | None = None

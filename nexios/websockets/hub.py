@@ -198,6 +198,8 @@ class Hub:
         self.channels[channel.uuid] = channel
         if channel.outbox is None:
             channel.sink = _frame_sink(channel.websocket)
+            if channel.sink is not None:
+                channel.flush_hook = channel.flush_sink
             channel.outbox = Outbox(
                 channel.websocket,
                 self.settings.outbox,
@@ -396,7 +398,7 @@ class Hub:
                 return 0
             channel.sink_pending = [frame]
             channel.sink_pending_bytes = len(frame)
-            channel.websocket._before_send = channel.flush_sink
+            channel.websocket._before_send = channel.flush_hook
             self._unflushed.append(channel)
             if not self._flush_scheduled:
                 self._flush_scheduled = True

@@ -90,6 +90,7 @@ class Outbox:
 
     __slots__ = (
         "_bytes",
+        "_drained_hook",
         "_idle_waiters",
         "_loop",
         "_on_dead",
@@ -118,6 +119,7 @@ class Outbox:
         self._wakeup: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
+        self._drained_hook = self.drained  # one bound method, not one per burst
         self.send_started: float | None = None
         self.dropped = 0
         self.closed = False
@@ -138,7 +140,7 @@ class Outbox:
         if full and not self._make_room(size):
             return False
         if not self._queue and self.send_started is None:
-            self.ws._before_send = self.drained
+            self.ws._before_send = self._drained_hook
         self._queue.append((message, size))
         self._bytes += size
         wakeup = self._wakeup
@@ -201,7 +203,7 @@ class Outbox:
         await waiter
 
     def _went_idle(self) -> None:
-        if self.ws._before_send == self.drained:
+        if self.ws._before_send is self._drained_hook:
             self.ws._before_send = None
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
