@@ -2,7 +2,9 @@
 
 Needs ``/usr/bin/chromium`` and the ``playwright`` package (``scripts/install-browser.sh``
 installs both; Playwright's own browser download is never used). Skipped without them.
-Saves ``docs/chat-screenshot.png``: two pages in the same room, side by side.
+Takes a screenshot of two pages in the same room, side by side; with
+``NEXIOS_UPDATE_SCREENSHOT=1`` it replaces ``docs/chat-screenshot.png`` (so an ordinary
+test run leaves the work tree as it was).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -105,7 +108,14 @@ def messages(page: Page) -> Locator:
     return page.locator("#messages li.msg .text")
 
 
-def test_two_pages_talk_see_each_other_and_typing(open_page: OpenPage) -> None:
+@pytest.fixture
+def screenshot_path(tmp_path: Path) -> Path:
+    return SCREENSHOT if os.environ.get("NEXIOS_UPDATE_SCREENSHOT") else tmp_path / "chat.png"
+
+
+def test_two_pages_talk_see_each_other_and_typing(
+    open_page: OpenPage, screenshot_path: Path
+) -> None:
     ada = open_page("ada", "demo")
     bob = open_page("bob", "demo")
     expect(ada.locator("#online li")).to_have_text(["ada (you)", "bob"])
@@ -126,7 +136,8 @@ def test_two_pages_talk_see_each_other_and_typing(open_page: OpenPage) -> None:
     bob.fill("#text", "one more thing")  # typing, not sent
     expect(ada.locator("#typing")).to_have_text("bob is typing…")
     expect(bob.locator("#typing")).to_have_text("")  # nobody shows their own typing
-    save_side_by_side(ada, bob)
+    save_side_by_side(ada, bob, screenshot_path)
+    assert screenshot_path.read_bytes().startswith(b"\x89PNG")
 
     bob.press("#text", "Enter")
     expect(messages(ada).last).to_have_text("one more thing")
@@ -234,10 +245,10 @@ def test_server_errors_are_visible(open_page: OpenPage, browser: Browser, server
     expect(messages(ada)).to_have_count(5)
 
 
-def save_side_by_side(left: Page, right: Page) -> None:
-    """Write both pages, side by side, to docs/chat-screenshot.png."""
+def save_side_by_side(left: Page, right: Page, target: Path) -> None:
+    """Write both pages, side by side, to ``target`` (a PNG)."""
     shots = [left.screenshot(), right.screenshot()]
-    SCREENSHOT.parent.mkdir(exist_ok=True)
+    target.parent.mkdir(exist_ok=True)
     try:
         from PIL import Image
     except ImportError:
@@ -248,7 +259,7 @@ def save_side_by_side(left: Page, right: Page) -> None:
         page = left.context.new_page()
         page.set_viewport_size({"width": 1460, "height": 540})
         page.set_content(f'<body style="margin:0;background:#ccc;display:flex;gap:10px">{images}')
-        page.screenshot(path=str(SCREENSHOT))
+        page.screenshot(path=str(target))
         page.close()
         return
     first, second = (Image.open(io.BytesIO(s)) for s in shots)
@@ -258,4 +269,4 @@ def save_side_by_side(left: Page, right: Page) -> None:
     )
     canvas.paste(first, (0, 0))
     canvas.paste(second, (first.width + gap, 0))
-    canvas.save(SCREENSHOT, optimize=True)
+    canvas.save(target, optimize=True)
