@@ -149,8 +149,13 @@ def test_python_m_nexios_help() -> None:
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0
-    for flag in ("--host", "--port", "--workers", "--reload"):
-        assert flag in result.stdout
+    for flag in (
+        *("--host", "--port", "--workers", "--reload", "--ssl-certfile", "--proxy-headers"),
+        *("--forwarded-allow-ips", "--uds", "--fd", "--root-path", "--env-file", "--factory"),
+        *("--app-dir", "--no-access-log", "--log-format", "--timeout-keep-alive"),
+        *("--limit-concurrency", "--backlog"),
+    ):
+        assert flag in result.stdout, flag
 
 
 def test_bad_app_path_fails_with_a_message() -> None:

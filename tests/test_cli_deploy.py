@@ -10,8 +10,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from websockets.exceptions import InvalidMessage, InvalidStatus
 from nexios import NexiosApp
 from nexios.cli import build_parser, check_arguments, main, server_options
 from nexios.websockets.base import WebSocket
-from tests.support.server import REPO_ROOT, Server, serve
+from tests.support.server import Server, serve
 
 app = NexiosApp()
 
@@ -518,30 +516,3 @@ async def test_json_logs_one_object_per_line_and_no_credentials() -> None:
     assert handshakes and handshakes[0]["status"] == 101
     assert any(e["logger"] == "nexios.websockets" for e in entries)
     assert any(e["message"].startswith("Uvicorn running on") for e in entries)
-
-
-def test_help_lists_the_deployment_options() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "nexios", "run", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=REPO_ROOT,
-    )
-    for flag in (
-        "--ssl-certfile",
-        "--proxy-headers",
-        "--forwarded-allow-ips",
-        "--uds",
-        "--fd",
-        "--root-path",
-        "--env-file",
-        "--factory",
-        "--app-dir",
-        "--no-access-log",
-        "--log-format",
-        "--timeout-keep-alive",
-        "--limit-concurrency",
-        "--backlog",
-    ):
-        assert flag in result.stdout, flag
