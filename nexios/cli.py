@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import ssl
 import sys
@@ -36,7 +37,7 @@ import uvicorn
 from dotenv import load_dotenv
 from uvicorn.config import SSL_PROTOCOL_VERSION
 
-from nexios.logs import LOG_FORMATS, RedactCredentialsFilter, log_config
+from nexios.logs import LOG_FORMATS, JSONFormatter, RedactCredentialsFilter, log_config
 
 __all__ = [
     "DEFAULT_WS_MAX_SIZE",
@@ -412,7 +413,15 @@ def _prepare_environment(args: argparse.Namespace) -> None:
     workers = args.workers or int(os.environ.get("WEB_CONCURRENCY") or 1)
     warning = workers_warning(workers, os.environ.get("NEXIOS_CHANNELS_URL"))
     if warning:
-        print(warning, file=sys.stderr)
+        print(_as_log_line(warning, args.log_format), file=sys.stderr)
+
+
+def _as_log_line(message: str, log_format: str) -> str:
+    """A warning printed before logging is set up, in the format the logs will have."""
+    if log_format != "json":
+        return message
+    record = logging.LogRecord("nexios.cli", logging.WARNING, __file__, 0, message, (), None)
+    return JSONFormatter().format(record)
 
 
 if __name__ == "__main__":  # pragma: no cover
