@@ -43,12 +43,14 @@ name                                    type       what
 ``outbox_drops_total``                  counter    messages dropped by a DROP_* policy
 ``outbox_depth``                        histogram  messages queued for a member, per non-
                                                    empty outbox, sampled once a second
+``write_buffer_bytes``                  histogram  the same for the frame-once path: bytes
+                                                   in a member's transport write buffer
 ``send_seconds``                        histogram  queued → written, sampled sends
 ``history_append_seconds``              histogram  history appends and their latency
 ``recoveries_total{result}``            counter    ``complete`` / ``incomplete``
 ``layer_up``                            gauge      1 when the channel layer's link is
                                                    up, per process
-``layer_reconnects_total``              counter    links re-established
+``layer_reconnects_total``              counter    links re-established (the layer's count)
 ``publish_errors_total``                counter    group sends the layer refused
 ======================================  =========  ====================================
 """
@@ -111,6 +113,7 @@ EVICTION_REASONS = ("outbox_full", "send_timeout", "write_buffer_full")
 """Why a member was evicted (closed 1013)."""
 
 _DEPTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, float("inf"))
+_BUFFER_BUCKETS = (*(float(1 << shift) for shift in range(10, 25, 2)), float("inf"))  # 1 KiB-16 MiB
 _SEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _HISTORY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db")
@@ -217,6 +220,12 @@ class Metrics:
             buckets=_DEPTH_BUCKETS,
             registry=registry,
         )
+        self._write_buffer = Histogram(
+            "nexios_write_buffer_bytes",
+            "Bytes waiting in a member's write buffer (non-empty buffers, sampled).",
+            buckets=_BUFFER_BUCKETS,
+            registry=registry,
+        )
         self._send = Histogram(
             "nexios_send_seconds",
             "Time from queued to written (sampled sends).",
@@ -274,6 +283,11 @@ class Metrics:
         """A member's outbox holds ``depth`` messages (the sweep reports non-empty ones)."""
         self._depth.observe(depth)
 
+    def write_buffer(self, nbytes: int) -> None:
+        """A member's transport write buffer holds ``nbytes`` (frame-once path; the sweep
+        reports non-empty ones)."""
+        self._write_buffer.observe(nbytes)
+
     # ------------------------------------------------------------------ per connection
 
     def connection_opened(self) -> None:
@@ -316,10 +330,6 @@ class Metrics:
         """A client recovered missed messages; ``complete`` as in the HistoryPage."""
         self._recovery_children[bool(complete)].inc()
 
-    def layer_reconnected(self) -> None:
-        """The channel layer's link came back after a loss."""
-        self._reconnects.inc()
-
     def publish_failed(self) -> None:
         """A group send could not be published (the layer raised)."""
         self._publish_errors.inc()
@@ -330,14 +340,20 @@ class Metrics:
         groups: Callable[[], float] | None = None,
         members: Callable[[], float] | None = None,
         layer_up: Callable[[], float] | None = None,
+        layer_reconnects: Callable[[], float] | None = None,
     ) -> None:
-        """Read these at each flush: local groups, local memberships, link up (1/0).
+        """Read these at each flush: local groups, local memberships, link up (1/0), and
+        the layer's own count of reconnects (a total; a smaller value means a new layer).
 
         State is read, not counted, so joins and leaves cost nothing here.
         """
-        for name, source in (("groups", groups), ("members", members), ("layer_up", layer_up)):
-            if source is not None:
-                self._sources[name] = source
+        given = {
+            "groups": groups,
+            "members": members,
+            "layer_up": layer_up,
+            "layer_reconnects": layer_reconnects,
+        }
+        self._sources.update({name: source for name, source in given.items() if source})
 
     # ------------------------------------------------------------------ flushing
 
@@ -358,7 +374,17 @@ class Metrics:
                     self._failed_sources.add(name)
                     logger.exception("Reading the %r metric failed; it keeps its last value", name)
                 continue
-            self._gauges[name].set(value)
+            if name == "layer_reconnects":
+                self._add_reconnects(int(value))
+            else:
+                self._gauges[name].set(value)
+
+    def _add_reconnects(self, total: int) -> None:
+        last = self._flushed.get("layer_reconnects", 0)
+        delta = total - last if total >= last else total  # a new layer counts from 0
+        if delta:
+            self._reconnects.inc(delta)
+        self._flushed["layer_reconnects"] = total
 
     async def start(self) -> None:
         """Flush every :attr:`flush_interval` seconds until :meth:`stop` (app startup)."""

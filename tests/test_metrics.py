@@ -71,6 +71,7 @@ def test_every_metric_is_exported_from_the_start() -> None:
         "nexios_layer_reconnects_total",
         "nexios_publish_errors_total",
         "nexios_outbox_depth_count",
+        "nexios_write_buffer_bytes_count",
         "nexios_send_seconds_count",
         "nexios_history_append_seconds_count",
     ):
@@ -101,11 +102,11 @@ def test_hooks_show_in_the_exposition() -> None:
     metrics.evicted("outbox_full")
     metrics.dropped(3)
     metrics.outbox_depth(5)
+    metrics.write_buffer(5000)
     metrics.send_seconds(0.002)
     metrics.history_appended(0.0003)
     metrics.recovered(complete=True)
     metrics.recovered(complete=False)
-    metrics.layer_reconnected()
     metrics.publish_failed()
     text = metrics.exposition()
     expected = {
@@ -125,12 +126,13 @@ def test_hooks_show_in_the_exposition() -> None:
         ("nexios_outbox_drops_total", ()): 3,
         ("nexios_outbox_depth_bucket", (("le", "4.0"),)): 0,
         ("nexios_outbox_depth_bucket", (("le", "8.0"),)): 1,
+        ("nexios_write_buffer_bytes_bucket", (("le", "4096.0"),)): 0,
+        ("nexios_write_buffer_bytes_bucket", (("le", "16384.0"),)): 1,
         ("nexios_send_seconds_bucket", (("le", "0.0025"),)): 1,
         ("nexios_send_seconds_bucket", (("le", "0.001"),)): 0,
         ("nexios_history_append_seconds_count", ()): 1,
         ("nexios_recoveries_total", (("result", "complete"),)): 1,
         ("nexios_recoveries_total", (("result", "incomplete"),)): 1,
-        ("nexios_layer_reconnects_total", ()): 1,
         ("nexios_publish_errors_total", ()): 1,
     }
     found = samples(text)
@@ -194,6 +196,17 @@ def test_watched_state_is_read_at_flush(caplog: pytest.LogCaptureFixture) -> Non
     state.update(groups=2, up=0)
     metrics.flush()
     assert (read("nexios_groups"), read("nexios_layer_up")) == (2, 0)
+
+
+def test_layer_reconnects_follow_the_layers_own_count() -> None:
+    metrics = Metrics()
+    count = {"n": 0}
+    metrics.watch(layer_reconnects=lambda: count["n"])
+    read = metrics.registry.get_sample_value
+    for n, expected in ((0, 0), (2, 2), (2, 2), (5, 5), (1, 6)):  # 1: a new layer object
+        count["n"] = n
+        metrics.flush()
+        assert read("nexios_layer_reconnects_total") == expected
 
 
 def test_a_failing_source_is_logged_once_and_keeps_its_value(
