@@ -21,11 +21,9 @@ ALLOWED_LATE_IMPORTS = {
     ("nexios/history/__init__.py", "nexios.history.redis"),
     ("nexios/layers/redis.py", "nexios.history.redis"),
     ("nexios/layers/memory.py", "nexios.history.memory"),
-    # The CLI starts before the app is imported; uvicorn's config is read when run.
-    ("nexios/cli.py", "uvicorn.config"),
+    # The frame-once protocol subclasses uvicorn internals: if they moved, `nexios run`
+    # falls back to uvicorn's own protocol instead of failing to start.
     ("nexios/cli.py", "nexios.server"),
-    ("nexios/cli.py", "os"),
-    ("nexios/cli.py", "uvicorn"),
 }
 
 
@@ -57,6 +55,7 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 
 def test_imports_sit_at_the_top_of_modules() -> None:
     late = []
+    allowed_seen = set()
     for name, tree in modules():
         for function in ast.walk(tree):
             if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -73,4 +72,6 @@ def test_imports_sit_at_the_top_of_modules() -> None:
                     for target in targets
                     if (name, target) not in ALLOWED_LATE_IMPORTS
                 ]
+                allowed_seen.update((name, target) for target in targets)
     assert late == []
+    assert ALLOWED_LATE_IMPORTS <= allowed_seen, "stale entries in ALLOWED_LATE_IMPORTS"
