@@ -45,6 +45,7 @@ from nexios.connection import WebSocket, WebSocketState
 from nexios.events import EventEmitter
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
 from nexios.history.base import HistoryLimits
+from nexios.http.datastructures import route_path
 from nexios.http.routing import HTTPRouter, Route
 from nexios.limits import (
     IDLE_CLOSE_CODE,
@@ -248,7 +249,7 @@ class NexiosApp(WSRouteRegistry):
         Separate from the handler's run so that its frame is gone while the connection
         lives: an idle connection holds as few suspended frames as possible.
         """
-        found = find_route(self.ws_routes, scope["path"])
+        found = find_route(self.ws_routes, route_path(scope))
         if found is None:
             logger.info("No WebSocket route for %r: handshake refused (403)", scope["path"])
             await send({"type": "websocket.close", "code": 1008, "reason": ""})

@@ -459,11 +459,6 @@ async def test_root_path_for_http() -> None:
     assert response.json()["root_path"] == "/chat"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NexiosApp matches WebSocket routes on scope['path'], which includes root_path; "
-    "application.py must match on nexios.http.datastructures.route_path(scope) as HTTP does",
-)
 @pytest.mark.anyio
 async def test_root_path_for_websockets() -> None:
     with serve("tests.test_cli_deploy:app", args=["--root-path", "/chat"]) as server:
