@@ -336,17 +336,17 @@ export class NexiosClient {
     try {
       ws.close();
     } catch {}
-    if (!quiet) this.#closed(code, reason);
-    else this.#cleanup();
+    if (quiet) this.#cleanup(new NexiosError(499, "the client was closed"));
+    else this.#closed(code, reason);
   }
 
-  #cleanup() {
+  #cleanup(error = new NexiosError(503, "connection lost")) {
     this.#ws = null;
     clearTimeout(this.#pingTimer);
     clearTimeout(this.#refreshTimer);
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
-      pending.reject(new NexiosError(503, "connection lost"));
+      pending.reject(error);
     }
     this.#pending.clear();
     for (const sub of this.subscriptions.values()) sub._lost();
