@@ -1,4 +1,5 @@
 // Test doubles: a clock that replaces setTimeout, and a WebSocket the test plays the server of.
+import { afterEach, beforeEach } from "node:test";
 
 // Let pending promise callbacks and microtasks run (setImmediate is left real).
 export const settle = async (rounds = 3) => {
@@ -134,3 +135,14 @@ export class FakeServer {
 
 /** A message push as the server sends it. */
 export const message = (group, seq, data = seq, epoch = "e1") => ({ type: "message", group, seq, epoch, data });
+
+/** A fresh fake clock (installed) and server for each test of the calling file. */
+export function useFakes() {
+  const env = {};
+  beforeEach(() => {
+    env.clock = new FakeClock().install();
+    env.server = new FakeServer();
+  });
+  afterEach(() => env.clock.uninstall());
+  return env;
+}

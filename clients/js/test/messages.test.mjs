@@ -1,19 +1,13 @@
 // Delivery: merge after (re)subscribe, dedupe, order, gap repair from history, epochs.
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, test } from "node:test";
+import { test } from "node:test";
 import { NexiosClient } from "../nexios.js";
-import { FakeClock, FakeServer, message, settle } from "./fake.mjs";
+import { message, settle, useFakes } from "./fake.mjs";
 
-let clock;
-let server;
-beforeEach(() => {
-  clock = new FakeClock().install();
-  server = new FakeServer();
-});
-afterEach(() => clock.uninstall());
+const env = useFakes();
 
 function setup(subscribeOptions = {}, clientOptions = {}) {
-  const client = new NexiosClient("ws://test/connect", { transport: server.transport, ...clientOptions });
+  const client = new NexiosClient("ws://test/connect", { transport: env.server.transport, ...clientOptions });
   const got = [];
   const recovered = [];
   const sub = client.subscribe("room", {
@@ -27,22 +21,22 @@ function setup(subscribeOptions = {}, clientOptions = {}) {
 test("one connect frame, the subprotocol, and a fresh subscription starts at the group's last seq", async () => {
   const { sub, got } = setup();
   await settle();
-  assert.equal(server.last.protocol, "nexios.v1");
-  const connect = await server.accept({ groups: { room: { epoch: "e1", seq: 10, complete: true, recovered: 0 } } });
+  assert.equal(env.server.last.protocol, "nexios.v1");
+  const connect = await env.server.accept({ groups: { room: { epoch: "e1", seq: 10, complete: true, recovered: 0 } } });
   assert.deepEqual(connect.groups, { room: {} });
   assert.equal(sub.state, "subscribed");
   assert.equal(sub.seq, 10);
-  server.last.push(message("room", 10)); // already had it: dropped
-  server.last.push(message("room", 11));
-  server.last.push(message("room", 12));
+  env.server.last.push(message("room", 10)); // already had it: dropped
+  env.server.last.push(message("room", 11));
+  env.server.last.push(message("room", 12));
   assert.deepEqual(got, [11, 12]);
 });
 
 test("duplicates are dropped and a message that jumps ahead waits for the gap to be filled", async () => {
   const { sub, got } = setup();
   await settle();
-  await server.accept();
-  const ws = server.last;
+  await env.server.accept();
+  const ws = env.server.last;
   for (const seq of [1, 2, 2, 1, 5, 4, 5]) ws.push(message("room", seq));
   assert.deepEqual(got, [1, 2]); // 4 and 5 are held: 3 is missing
   await settle();
@@ -64,8 +58,8 @@ test("duplicates are dropped and a message that jumps ahead waits for the gap to
 test("a gap history cannot fill: the app is told, delivery jumps to what was held", async () => {
   const { got, recovered } = setup();
   await settle();
-  await server.accept();
-  const ws = server.last;
+  await env.server.accept();
+  const ws = env.server.last;
   ws.push(message("room", 1));
   ws.push(message("room", 7));
   ws.push(message("room", 8));
@@ -81,8 +75,8 @@ test("a gap history cannot fill: the app is told, delivery jumps to what was hel
 test("a history page that fills part of a gap is delivered before the jump", async () => {
   const { got, recovered } = setup();
   await settle();
-  await server.accept();
-  const ws = server.last;
+  await env.server.accept();
+  const ws = env.server.last;
   ws.push(message("room", 1));
   ws.push(message("room", 6));
   await settle();
@@ -96,8 +90,8 @@ test("a history page that fills part of a gap is delivered before the jump", asy
 test("a long gap is read page by page", async () => {
   const { got } = setup();
   await settle();
-  await server.accept();
-  const ws = server.last;
+  await env.server.accept();
+  const ws = env.server.last;
   ws.push(message("room", 1));
   ws.push(message("room", 1503));
   await settle();
@@ -116,11 +110,11 @@ test("a long gap is read page by page", async () => {
 test("pushes before the subscribe reply are kept and merged: each once, in order", async () => {
   const { sub, got, recovered } = setup({ since: 5, epoch: "e1" });
   await settle();
-  const ws = server.last;
+  const ws = env.server.last;
   ws.open();
   const connect = ws.take("connect");
   assert.deepEqual(connect.groups, { room: { since: 5, epoch: "e1" } });
-  // The server replays 6..8, then live 9, before its reply; 5 is one the client had.
+  // The env.server replays 6..8, then live 9, before its reply; 5 is one the client had.
   for (const seq of [5, 6, 7, 8, 9]) ws.push(message("room", seq));
   assert.deepEqual(got, []);
   ws.reply(connect, { client: "c1", ping: 0, groups: { room: { epoch: "e1", seq: 8, complete: true, recovered: 3 } } });
@@ -133,7 +127,7 @@ test("pushes before the subscribe reply are kept and merged: each once, in order
 test("incomplete recovery on subscribe: the app is told, the position is the reply's seq", async () => {
   const { sub, got, recovered } = setup({ since: 5, epoch: "old" });
   await settle();
-  const ws = server.last;
+  const ws = env.server.last;
   ws.open();
   const connect = ws.take("connect");
   ws.push(message("room", 3, 3, "new")); // live, arrives before the reply
@@ -146,26 +140,26 @@ test("incomplete recovery on subscribe: the app is told, the position is the rep
 });
 
 test("reconnect resubscribes every group in one connect frame with its position", async () => {
-  const client = new NexiosClient("ws://test/connect", { transport: server.transport });
+  const client = new NexiosClient("ws://test/connect", { transport: env.server.transport });
   const a = client.subscribe("a", { presence: true });
   const b = client.subscribe("b");
   client.subscribe("c");
   await settle();
-  await server.accept({
+  await env.server.accept({
     groups: {
       a: { epoch: "ea", seq: 3, complete: true },
       b: { epoch: "eb", seq: 0, complete: true },
       c: { epoch: "ec", seq: 9, complete: true },
     },
   });
-  server.last.push(message("a", 4, "x", "ea"));
-  server.last.drop(1006);
+  env.server.last.push(message("a", 4, "x", "ea"));
+  env.server.last.drop(1006);
   assert.equal(client.state, "connecting");
   assert.equal(a.state, "subscribing");
-  await clock.tick(client.options.maxDelay);
-  assert.equal(server.sockets.length, 2);
-  server.last.open();
-  const connect = server.last.take("connect");
+  await env.clock.tick(client.options.maxDelay);
+  assert.equal(env.server.sockets.length, 2);
+  env.server.last.open();
+  const connect = env.server.last.take("connect");
   assert.deepEqual(connect.groups, {
     a: { since: 4, epoch: "ea", presence: true },
     b: { since: 0, epoch: "eb" },
@@ -177,8 +171,8 @@ test("reconnect resubscribes every group in one connect frame with its position"
 test("an epoch change: a resync push, or a message from another epoch, resets the position", async () => {
   const { sub, got, recovered } = setup();
   await settle();
-  await server.accept();
-  const ws = server.last;
+  await env.server.accept();
+  const ws = env.server.last;
   ws.push(message("room", 1));
   ws.push({ type: "resync", group: "room", epoch: "e2", seq: 0, reason: "epoch" });
   ws.push(message("room", 1, "again", "e2"));
@@ -198,10 +192,10 @@ test("an epoch change: a resync push, or a message from another epoch, resets th
 
 test("messages that are not saved (no seq) are delivered as they come, also while subscribing", async () => {
   const got = [];
-  const client = new NexiosClient("ws://t", { transport: server.transport });
+  const client = new NexiosClient("ws://t", { transport: env.server.transport });
   client.subscribe("news", { onMessage: (m) => got.push(m.data) });
   await settle();
-  const ws = server.last;
+  const ws = env.server.last;
   ws.open();
   ws.push({ type: "message", group: "news", data: "flash" });
   ws.push({ type: "message", group: "other", data: "not mine" });
@@ -226,8 +220,8 @@ test("an exception in onMessage is reported but does not stop delivery", async (
     }
   };
   await settle();
-  await server.accept();
-  for (const seq of [1, 2, 3]) server.last.push(message("room", seq));
+  await env.server.accept();
+  for (const seq of [1, 2, 3]) env.server.last.push(message("room", seq));
   await settle();
   assert.deepEqual(got, [1, 2, 3]);
   assert.equal(sub.seq, 3);

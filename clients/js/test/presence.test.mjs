@@ -1,23 +1,17 @@
 // Presence: a snapshot, then join/leave diffs; a reconnect brings a new snapshot.
 import assert from "node:assert/strict";
-import { afterEach, beforeEach, test } from "node:test";
+import { test } from "node:test";
 import { NexiosClient } from "../nexios.js";
-import { FakeClock, FakeServer, settle } from "./fake.mjs";
+import { settle, useFakes } from "./fake.mjs";
 
-let clock;
-let server;
-beforeEach(() => {
-  clock = new FakeClock().install();
-  server = new FakeServer();
-});
-afterEach(() => clock.uninstall());
+const env = useFakes();
 
 const member = (id, name = id) => ({ id, info: { name } });
 const join = (id, name) => ({ type: "join", group: "room", member: member(id, name) });
 const leave = (id) => ({ type: "leave", group: "room", member: member(id), reason: "left" });
 
 function setup() {
-  const c = new NexiosClient("ws://t", { transport: server.transport });
+  const c = new NexiosClient("ws://t", { transport: env.server.transport });
   const changes = [];
   const sub = c.subscribe("room", {
     presence: true,
@@ -29,17 +23,17 @@ function setup() {
 test("snapshot, then joins and leaves", async () => {
   const { sub, changes } = setup();
   await settle();
-  server.last.open();
-  const connect = server.last.take("connect");
+  env.server.last.open();
+  const connect = env.server.last.take("connect");
   assert.deepEqual(connect.groups, { room: { presence: true } });
   const snapshot = [member("c1", "me"), member("c2", "ada")];
-  server.last.reply(connect, { client: "c1", groups: { room: { epoch: "e", seq: 0, complete: true, presence: snapshot } } });
+  env.server.last.reply(connect, { client: "c1", groups: { room: { epoch: "e", seq: 0, complete: true, presence: snapshot } } });
   await settle();
   assert.deepEqual(sub.members.get("c2"), { name: "ada" });
-  server.last.push(join("c3", "bo"));
-  server.last.push(join("c3", "bo (renamed)")); // a join for a known id replaces it
-  server.last.push(leave("c2"));
-  server.last.push(leave("zz")); // unknown: nothing changes
+  env.server.last.push(join("c3", "bo"));
+  env.server.last.push(join("c3", "bo (renamed)")); // a join for a known id replaces it
+  env.server.last.push(leave("c2"));
+  env.server.last.push(leave("zz")); // unknown: nothing changes
   assert.deepEqual(changes, [
     ["sync", "c1,c2"],
     ["join", "c1,c2,c3"],
@@ -53,11 +47,11 @@ test("snapshot, then joins and leaves", async () => {
 test("diffs that arrive before the snapshot are applied after it, in order", async () => {
   const { sub } = setup();
   await settle();
-  server.last.open();
-  const connect = server.last.take("connect");
-  server.last.push(join("c9", "early"));
-  server.last.push(leave("c2"));
-  server.last.reply(connect, {
+  env.server.last.open();
+  const connect = env.server.last.take("connect");
+  env.server.last.push(join("c9", "early"));
+  env.server.last.push(leave("c2"));
+  env.server.last.reply(connect, {
     client: "c1",
     groups: { room: { epoch: "e", seq: 0, complete: true, presence: [member("c1"), member("c2")] } },
   });
@@ -68,16 +62,16 @@ test("diffs that arrive before the snapshot are applied after it, in order", asy
 test("after a reconnect the new snapshot replaces the old list", async () => {
   const { c, sub } = setup();
   await settle();
-  await server.accept({
+  await env.server.accept({
     groups: { room: { epoch: "e", seq: 0, complete: true, presence: [member("c1"), member("c2")] } },
   });
-  server.last.drop(1006);
-  await clock.tick(c.options.maxDelay);
-  server.last.open();
-  const connect = server.last.take("connect");
+  env.server.last.drop(1006);
+  await env.clock.tick(c.options.maxDelay);
+  env.server.last.open();
+  const connect = env.server.last.take("connect");
   assert.deepEqual(connect.groups.room, { since: 0, epoch: "e", presence: true });
   // c2 left while we were away; c4 came.
-  server.last.reply(connect, {
+  env.server.last.reply(connect, {
     client: "c5",
     groups: { room: { epoch: "e", seq: 0, complete: true, presence: [member("c4"), member("c5")] } },
   });
@@ -89,11 +83,11 @@ test("after a reconnect the new snapshot replaces the old list", async () => {
 test("presence() asks the server", async () => {
   const { sub } = setup();
   await settle();
-  await server.accept();
+  await env.server.accept();
   const asked = sub.presence();
   await settle();
-  const command = server.last.take("presence");
+  const command = env.server.last.take("presence");
   assert.equal(command.group, "room");
-  server.last.reply(command, { members: [member("c1")] });
+  env.server.last.reply(command, { members: [member("c1")] });
   assert.deepEqual(await asked, [member("c1")]);
 });
