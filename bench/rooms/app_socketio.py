@@ -1,0 +1,39 @@
+"""python-socketio: ``enter_room`` on connect, ``emit(..., room=...)`` on each message.
+
+``AsyncRedisManager`` links the processes, as its docs show; the ASGI app runs on
+uvicorn. Clients connect to the default namespace with ``auth={"room": ...}``; the
+namespace CONNECT reply (sent after the connect handler ran) tells them they are in.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import socketio
+
+sio = socketio.AsyncServer(
+    async_mode="asgi",
+    client_manager=socketio.AsyncRedisManager(os.environ["BENCH_REDIS_URL"]),
+    transports=["websocket"],
+)
+rooms: dict[str, str] = {}
+
+
+@sio.event
+async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> None:
+    rooms[sid] = room = str(auth["room"])
+    await sio.enter_room(sid, room)
+
+
+@sio.event
+async def disconnect(sid: str, *_reason: Any) -> None:
+    rooms.pop(sid, None)
+
+
+@sio.on("msg")
+async def msg(sid: str, data: str) -> None:
+    await sio.emit("msg", data, room=rooms[sid])
+
+
+app = socketio.ASGIApp(sio)
