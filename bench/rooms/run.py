@@ -172,7 +172,13 @@ def run_one(plan: Plan, name: str, logs: Path, quiet_wait: float) -> dict[str, A
             finally:
                 client.close()
             out["server_rss"] = [rss_bytes(pid) for pid in pids]
+            out["server_log_tail"] = [log_tail(server.log) for server in group]
     return out
+
+
+def log_tail(path: Path, size: int = 1500) -> str:
+    """The end of a server's log: errors a peer printed while losing messages."""
+    return path.read_text(errors="replace")[-size:]
 
 
 def _brief(step: dict[str, Any]) -> str:
