@@ -14,7 +14,7 @@ the runner can read the server's RSS, CPU and Redis counters at rest.
 4. ``presence(group)`` timed in the server, ``presence_calls`` times.
 5. one broadcast at a time to the group ``all`` (``group`` mode ``one``): the time until
    the last member has it, ``broadcasts`` times (after 3 warm-up broadcasts).
-6. every member sends ``l``: leave times; then all sockets close.
+6. every member sends ``l``: leave times; the server's GC pauses; all sockets close.
 
 ``groups`` mode ``one``: every member joins ``all``; ``each``: member *i* joins its own
 group ``g<i>`` (N groups of one member; no broadcast phase).
@@ -169,6 +169,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     leaves = await request_all(members, b"l", spec["join_batch"])
     result["leave_seconds"] = time.perf_counter() - began
     result["leave_us"] = summary(leaves)
+    control.send(_TEXT, b"gc")
+    pauses = json.loads(await asyncio.wait_for(listener.answers.get(), 30))
+    result["gc"] = {
+        gen: {"count": count, "total_ms": total / 1e6, "max_ms": longest / 1e6}
+        for gen, (count, total, longest) in pauses.items()
+    }
     control.disconnect()
     for transport in members:
         transport.disconnect()

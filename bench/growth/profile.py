@@ -59,6 +59,13 @@ def phase_of(frames: list[str]) -> str:
     return "other"
 
 
+def _worth_showing(name: str) -> bool:
+    """nexios functions below the entry points (which every stack passes through)."""
+    return name.startswith("nexios/") and not name.endswith(
+        ("<module>", "cli.py:main", "NexiosApp.__call__")
+    )
+
+
 def summarize(path: Path, top: int = 15) -> dict[str, Any]:
     """Top functions by self and inclusive samples, and samples per phase."""
     if not path.exists():
@@ -83,7 +90,7 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
         "samples": total,
         "self": share(own, top),
         "inclusive_nexios": share(
-            Counter({name: n for name, n in inclusive.items() if name.startswith("nexios/")}), top
+            Counter({name: n for name, n in inclusive.items() if _worth_showing(name)}), top
         ),
         "phases": share(phases, len(PHASES) + 1),
     }
