@@ -58,6 +58,12 @@ def fmt(value: float | None, spec: str = "{:,.1f}") -> str:
     return "n/a" if value is None or value != value else spec.format(value)
 
 
+def size_label(run: dict[str, Any]) -> str:
+    if "requested" in run:
+        return f"{run['size']:,} (for {run['requested']:,})"
+    return f"{run['size']:,}"
+
+
 def one_group_table(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| members | path | B/member | B/connection | connects/s | server µs/connect "
@@ -70,7 +76,7 @@ def one_group_table(runs: list[dict[str, Any]]) -> list[str]:
             continue
         broadcast = run.get("broadcast_ms", {})
         lines.append(
-            f"| {run['size']:,} | {run['path']}{' (py-spy)' if 'profile' in run else ''} "
+            f"| {size_label(run)} | {run['path']}{' (py-spy)' if 'profile' in run else ''} "
             f"| {run['bytes_per_member']:,.0f} | {run['bytes_per_connection']:,.0f} "
             f"| {run['connects_per_s']:,.0f} | {run['connect_server_us']:,.0f} "
             f"| {fmt(run['join_us']['p50'], '{:,.0f}')} / {fmt(run['join_us']['p99'], '{:,.0f}')} "
@@ -100,7 +106,7 @@ def solo_table(runs: list[dict[str, Any]]) -> list[str]:
             for name, rate in sorted(run["idle"]["redis_by_command_per_s"].items())
         )
         lines.append(
-            f"| {run['size']:,} | {run['path']} | {run['bytes_per_join']:,.0f} "
+            f"| {size_label(run)} | {run['path']} | {run['bytes_per_join']:,.0f} "
             f"| {run['bytes_per_member']:,.0f} "
             f"| {run['join_us']['p50']:,.0f} / {run['join_us']['p99']:,.0f} "
             f"| {run['join_server_us']:,.0f} | {run['join_redis_us']:,.0f} "

@@ -195,8 +195,13 @@ def watch_idle(plan: Plan, pid: int, redis: Any, watched: dict[str, int]) -> dic
     }
 
 
-def feasible(size: int, fd_limit: int) -> bool:
-    return size + FD_MARGIN <= fd_limit
+def fitted(size: int, fd_limit: int) -> int | None:
+    """``size``, or the most members one process can hold when that is within 10% of
+    it (20,000 becomes 19,700 under a 20,000-descriptor limit); None when neither fits."""
+    largest = fd_limit - FD_MARGIN
+    if size <= largest:
+        return size
+    return largest if largest >= 0.9 * size else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         todo.append((plan.solo_groups, paths[0], "each"))
     profiles = args.out.parent / (args.out.stem + "-profiles")
     with tempfile.TemporaryDirectory(prefix="nexios-growth-") as tmp:
-        for size, path, groups in todo:
-            label = f"{size:,} members, {path}, groups={groups}"
-            if not feasible(size, fd_limit):
+        for requested, path, groups in todo:
+            size = fitted(requested, fd_limit)
+            label = f"{requested:,} members, {path}, groups={groups}"
+            if size is None:
+                size = requested
                 reason = (
                     f"needs {size + FD_MARGIN:,} file descriptors in one process; the hard "
                     f"limit here is {fd_limit:,} (raising it needs CAP_SYS_RESOURCE)"
@@ -260,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
                 profiles.mkdir(parents=True, exist_ok=True)
                 profile = profiles / f"{groups}-{size}-{path}.txt"
             result = run_one(plan, size, path, groups, Path(tmp), profile)
+            if size != requested:
+                result["requested"] = requested
+                label += f" (run at {size:,}: the fd limit is {fd_limit:,})"
             data["runs"].append(result)
             print(f"{label}: {brief(result)}", flush=True)
     data["meta"]["seconds"] = round(time.monotonic() - began, 1)
