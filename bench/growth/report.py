@@ -9,10 +9,10 @@ runs of one group per member count and path.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
+
+from bench.rooms.procs import read_results, sources
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -252,19 +252,12 @@ def render(data: list[dict[str, Any]], chart_name: str) -> str:
     profiles = profile_section(runs)
     if profiles:
         out += ["## Where the time goes (py-spy)", "", *profiles]
-    out += ["## Sources", ""]
-    for item in data:
-        item_meta = item["meta"]
-        out.append(f"- `{item_meta['command']}` ({item_meta['started']}, {item_meta['seconds']} s)")
+    out += ["## Sources", "", *sources(data)]
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("results", type=Path, nargs="+")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "growth.md")
-    args = parser.parse_args(argv)
-    data = [json.loads(path.read_text()) for path in args.results]
+    args, data = read_results(__doc__, argv, ROOT / "docs" / "growth.md")
     png = args.out.with_suffix(".png")
     runs = [run for item in data for run in item["runs"]]
     chart(runs, png, smoke={item["meta"]["kind"] for item in data} != {"full"})

@@ -7,6 +7,7 @@ a client whose JSON lines the runner reads one by one, and the raised fd limit.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -47,8 +48,10 @@ __all__ = [
     "ServerSpec",
     "cpu_window",
     "raise_fd_limit",
+    "read_results",
     "redis_server",
     "rss_bytes",
+    "sources",
     "start_servers",
     "uvicorn_server",
     "versions",
@@ -304,3 +307,22 @@ def versions(*names: str) -> dict[str, str]:
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
     return out
+
+
+def read_results(
+    doc: str | None, argv: list[str] | None, default_out: Path
+) -> tuple[argparse.Namespace, list[dict[str, Any]]]:
+    """A report's command line (result files, ``--out``) and the results it names."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n", 1)[0])
+    parser.add_argument("results", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, default=default_out)
+    args = parser.parse_args(argv)
+    return args, [json.loads(path.read_text()) for path in args.results]
+
+
+def sources(data: list[dict[str, Any]]) -> list[str]:
+    """One line per result file: the command that made it, when, and how long it took."""
+    return [
+        f"- `{item['meta']['command']}` ({item['meta']['started']}, {item['meta']['seconds']} s)"
+        for item in data
+    ]

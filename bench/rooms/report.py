@@ -8,12 +8,11 @@ over rounds; ratios are against nexios.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.rooms.procs import read_results, sources
 from bench.rooms.run import SERVERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -172,19 +171,12 @@ def render(data: list[dict[str, Any]]) -> str:
     errors = failures(servers)
     if errors:
         out += ["## Errors the servers logged", "", *errors, ""]
-    out += ["## Sources", ""]
-    for item in data:
-        item_meta = item["meta"]
-        out.append(f"- `{item_meta['command']}` ({item_meta['started']}, {item_meta['seconds']} s)")
+    out += ["## Sources", "", *sources(data)]
     return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("results", type=Path, nargs="+")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rooms.md")
-    args = parser.parse_args(argv)
-    data = [json.loads(path.read_text()) for path in args.results]
+    args, data = read_results(__doc__, argv, ROOT / "docs" / "rooms.md")
     args.out.write_text(render(data))
     print(f"wrote {args.out}")
     return 0
