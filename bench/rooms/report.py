@@ -69,6 +69,26 @@ def steady_table(servers: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def targets(servers: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The issue's target: nexios's knee at least twice python-socketio's and Django
+    Channels', with nothing lost at the knee."""
+    if "nexios" not in servers:
+        return []
+    ours = median([run["knee"]["rate"] for run in servers["nexios"]])
+    lines = ["| target | measured | met |", "|---|--:|:-:|"]
+    for peer in ("python-socketio", "django-channels"):
+        if peer not in servers:
+            continue
+        theirs = median([run["knee"]["rate"] for run in servers[peer]])
+        ratio = ours / theirs if theirs else float("inf")
+        met = "yes" if ratio >= 2 else "**no**"
+        lines.append(f"| nexios knee ≥ 2x {peer}'s | {ratio:.2f}x | {met} |")
+    lost = sum(steady(run)["expected"] - steady(run)["delivered"] for run in servers["nexios"])
+    met = "yes" if not lost else "**no**"
+    lines.append(f"| nexios loses nothing at steady load | {lost:,} lost | {met} |")
+    return lines
+
+
 def knee_text(runs: list[dict[str, Any]]) -> str:
     knee = median([run["knee"]["rate"] for run in runs])
     failed = [run["knee"]["failed_at"] for run in runs]
@@ -80,8 +100,9 @@ def knee_text(runs: list[dict[str, Any]]) -> str:
 def steps_table(servers: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = [
         "| server | round | msg/s in | sent/s | delivered | p50 ms | p99 ms | max ms "
-        "| server µs/delivery | server CPU | redis CPU | client CPU | other load |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| server µs/delivery | server CPU | redis CPU | client CPU | other load "
+        "| members dropped |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, runs in servers.items():
         for run in runs:
@@ -94,7 +115,8 @@ def steps_table(servers: dict[str, list[dict[str, Any]]]) -> list[str]:
                     f"| {fmt(step['server_us_per_delivery'])} "
                     f"| {sum(step['server_cpu_s']) / wall:.0%} "
                     f"| {step['redis_cpu_s'] / wall:.0%} | {step['client_cpu_s'] / wall:.0%} "
-                    f"| {step['other_load'][0]:.0%} / {step['other_load'][1]:.0%} |"
+                    f"| {step['other_load'][0]:.0%} / {step['other_load'][1]:.0%} "
+                    f"| {run['sockets'] - step['joined_after']:,} |"
                 )
     return lines
 
@@ -162,6 +184,8 @@ def render(data: list[dict[str, Any]]) -> str:
         "## Steady load and knee",
         "",
         *steady_table(servers),
+        "",
+        *targets(servers),
         "",
         "## Every step",
         "",
