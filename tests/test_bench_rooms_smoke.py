@@ -36,10 +36,11 @@ def need_machine() -> None:
     pytest.importorskip("picows")
 
 
-def run_module(module: str, out: Path) -> dict[str, Any]:
+def run_module(module: str, out: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", module, "--smoke", "--out", str(out)],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=TIME_LIMIT,
@@ -55,7 +56,10 @@ def test_rooms_smoke_every_server_delivers_every_copy(tmp_path: Path) -> None:
     for package in ("socketio", "channels", "channels_redis", "django", "broadcaster"):
         pytest.importorskip(package, reason="the peers extra: pip install -e '.[peers]'")
 
-    data = run_module("bench.rooms.run", tmp_path / "rooms.json")
+    # socket.io pings every 0.3 s here: a client that did not answer would lose members.
+    data = run_module(
+        "bench.rooms.run", tmp_path / "rooms.json", {"BENCH_SIO_PING_INTERVAL": "0.3"}
+    )
 
     plan = ROOMS_SMOKE
     assert [run["server"] for run in data["runs"]] == list(SERVERS)
@@ -71,6 +75,7 @@ def test_rooms_smoke_every_server_delivers_every_copy(tmp_path: Path) -> None:
         assert 0 < steady["p50_ms"] <= steady["p99_ms"] <= steady["max_ms"], (name, steady)
         assert sum(steady["server_cpu_s"]) >= 0 and steady["client_cpu_s"] >= 0, name
         assert math.isfinite(steady["server_us_per_delivery"]), name
+        assert all(step["joined_after"] == run["sockets"] for step in run["steps"]), name
         assert run["knee"]["rate"] in (0.0, plan.base_rate, *plan.knee_rates), name
 
 
