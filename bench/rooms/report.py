@@ -193,6 +193,11 @@ def render(data: list[dict[str, Any]]) -> str:
         "",
     ]
     errors = failures(servers)
+    errors += [
+        f"- {failed['server']}, round {failed['round'] + 1}: did not complete: {failed['error']}"
+        for item in data
+        for failed in item.get("failed", [])
+    ]
     if errors:
         out += ["## Errors the servers logged", "", *errors, ""]
     out += ["## Sources", "", *sources(data)]

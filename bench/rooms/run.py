@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([".venv/bin/python -m bench.rooms.run", *sys.argv[1:]]),
         },
         "runs": [],
+        "failed": [],
     }
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nexios-rooms-") as tmp:
@@ -271,14 +272,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_index + 1}/{plan.rounds}", flush=True)
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                result = run_one(plan, name, Path(tmp), quiet_wait)
+                try:
+                    result = run_one(plan, name, Path(tmp), quiet_wait)
+                except RuntimeError as error:  # a row that cannot run is reported, not fatal
+                    print(f"  {name}: FAILED: {error}", flush=True)
+                    data["failed"].append(
+                        {"server": name, "round": round_index, "error": str(error)}
+                    )
+                    continue
                 result["knee"] = knee(result["steps"], plan.p99_limit_ms)
                 data["runs"].append({"server": name, "round": round_index, **result})
     data["meta"]["seconds"] = round(time.monotonic() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     print(f"wrote {args.out} in {data['meta']['seconds']}s", flush=True)
-    return 0
+    return 1 if data["failed"] else 0
 
 
 if __name__ == "__main__":
