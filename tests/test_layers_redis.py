@@ -183,8 +183,8 @@ async def test_undecodable_messages_are_skipped_and_logged_once(
     other = await started(redis_url, origin=OTHER_ORIGIN)
     await layer.subscribe("room")
     with caplog.at_level(logging.WARNING, logger="nexios.layers.redis"):
-        await raw.publish("nexios:g:room", b"not a wire message")
-        await raw.publish("nexios:g:room", b"\x09" * 40)
+        await raw.publish("nexios:{g:room}", b"not a wire message")
+        await raw.publish("nexios:{g:room}", b"\x09" * 40)
         await other.publish("room", _text("fine"))
         await recorder.wait_for_count(1)
     assert recorder.data() == [("room", b"fine")]
@@ -258,7 +258,7 @@ async def test_key_prefix_separates_apps(redis_url: str, raw: aioredis.Redis) ->
     await app2.presence_add("room", "c", b"", ttl=30)
     assert await app1.presence_list("room") == []
     assert await app2.presence_list("room") == [PresenceRecord("room", "c", b"")]
-    assert await raw.exists("app2:p:room", "app2:pi:room", "app2:pgroups") == 3
+    assert await raw.exists("app2:{g:room}:p", "app2:{g:room}:pi", "app2:pidx") == 3
     for layer in (app1, app2, app1_elsewhere):
         await layer.stop()
 
@@ -271,13 +271,14 @@ async def test_presence_expiry_is_judged_by_server_time(
     await layer.presence_add("room", "c1", b"info", ttl=30)
     seconds, micros = await raw.time()
     server_ms = seconds * 1000 + micros // 1000
-    score = await raw.zscore("nexios:p:room", "c1")
+    score = await raw.zscore("nexios:{g:room}:p", "c1")
     assert score is not None and abs(score - (server_ms + 30_000)) < 1000
-    assert await raw.hget("nexios:pi:room", "c1") == b"info"
-    assert await raw.smembers("nexios:pgroups") == {b"room"}
-    # the last member leaving removes the group from the registry
+    assert await raw.hget("nexios:{g:room}:pi", "c1") == b"info"
+    # the expiry index holds the same expiry, for reaping without a scan of every group
+    assert await raw.zrange("nexios:pidx", 0, -1, withscores=True) == [(b"room\xffc1", score)]
+    # the last member leaving leaves no key behind
     assert await layer.presence_remove("room", "c1")
-    assert await raw.exists("nexios:p:room", "nexios:pi:room", "nexios:pgroups") == 0
+    assert await raw.exists("nexios:{g:room}:p", "nexios:{g:room}:pi", "nexios:pidx") == 0
     await layer.stop()
 
 

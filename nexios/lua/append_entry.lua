@@ -1,0 +1,39 @@
+-- Append one entry to a group's history; included by history_append and publish_saved.
+-- KEYS[1] the group's meta hash {seq, epoch}, KEYS[2] its stream, KEYS[3] the
+-- idempotency key. ARGV[1] kind, ARGV[2] data, ARGV[3] max entries, ARGV[4] max age ms
+-- (0: no age bound), ARGV[5] a fresh epoch, used when the group has none, ARGV[6] the
+-- idempotency window ms (0: no key).
+-- Defines `seq`, `epoch` and `id`. A duplicate returns {1, seq, epoch, id} of the
+-- original entry at once.
+-- @include now_ms
+local meta, stream, idempotency = KEYS[1], KEYS[2], KEYS[3]
+local window = tonumber(ARGV[6])
+if window > 0 then
+  local seen = redis.call('GET', idempotency)
+  if seen then
+    local seen_seq, seen_epoch, seen_id = string.match(seen, '^(%d+) (%S+) (%S+)$')
+    return {1, tonumber(seen_seq), seen_epoch, seen_id}
+  end
+end
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  -- A new numbering: whatever the stream still holds belongs to one that was lost.
+  epoch = ARGV[5]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', epoch)
+end
+local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local id = redis.call('XADD', stream, 'MAXLEN', '=', ARGV[3], '*',
+                      'seq', seq, 'kind', ARGV[1], 'data', ARGV[2])
+local max_age = tonumber(ARGV[4])
+if max_age > 0 then
+  -- never trim the entry just added, whatever the clock did
+  local id_ms = tonumber(string.match(id, '^(%d+)'))
+  redis.call('XTRIM', stream, 'MINID', string.format('%d', math.min(now - max_age, id_ms)))
+  -- the numbering lives exactly as long as the entries: both go after max_age idle
+  redis.call('PEXPIRE', stream, max_age)
+  redis.call('PEXPIRE', meta, max_age)
+end
+if window > 0 then
+  redis.call('SET', idempotency, seq .. ' ' .. epoch .. ' ' .. id, 'PX', window)
+end
