@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
@@ -42,7 +43,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nexios.exceptions import BackendUnavailableError, ChannelError, ConfigurationError
-from nexios.history.base import HistoryEntry, HistoryLimits
+from nexios.history.base import HistoryEntry, HistoryLimits, stamped
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -279,12 +280,18 @@ def _glob_escape(text: str) -> str:
 
 
 def append_args(
-    limits: HistoryLimits, kind: str, data: bytes, epoch: str, idempotency_key: str | None
+    limits: HistoryLimits,
+    kind: str,
+    data: bytes,
+    epoch: str,
+    idempotency_key: str | None,
+    seq_field: str | None = None,
 ) -> list[Any]:
-    """ARGV[1..6] of ``append_entry.lua``."""
+    """ARGV[1..7] of ``append_entry.lua``."""
     max_age = 0 if limits.max_age is None else max(1, round(limits.max_age * 1000))
     window = 0 if idempotency_key is None else max(1, round(limits.idempotency_window * 1000))
-    return [kind, data, limits.max_entries, max_age, epoch, window]
+    field = b"" if seq_field is None else orjson.dumps(seq_field)
+    return [kind, data, limits.max_entries, max_age, epoch, window, field]
 
 
 def append_keys(keys: KeySpace, group: str, idempotency_key: str | None) -> list[str]:
@@ -292,7 +299,9 @@ def append_keys(keys: KeySpace, group: str, idempotency_key: str | None) -> list
     return [keys.meta(group), keys.stream(group), keys.saved_key(group, idempotency_key)]
 
 
-def entry_from_append(group: str, kind: str, data: bytes, reply: Sequence[Any]) -> HistoryEntry:
+def entry_from_append(
+    group: str, kind: str, data: bytes, reply: Sequence[Any], seq_field: str | None = None
+) -> HistoryEntry:
     """The entry an ``append_entry.lua`` reply describes (the original one if a duplicate)."""
     duplicate, seq, epoch, entry_id = reply[:4]
     return HistoryEntry(
@@ -300,7 +309,7 @@ def entry_from_append(group: str, kind: str, data: bytes, reply: Sequence[Any]) 
         int(seq),
         created_of(entry_id),
         kind,
-        data,
+        stamped(data, seq_field, int(seq)),
         epoch=text_of(epoch),
         duplicate=bool(int(duplicate)),
     )

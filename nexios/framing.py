@@ -126,13 +126,18 @@ def frame_for(payload_type: str, kind: PayloadKind, data: bytes) -> Frame:
 
 
 class FrameSet:
-    """The frames of one message, built on demand, once per payload type."""
+    """The frames of one message, built on demand, once per payload type.
 
-    __slots__ = ("_frames", "data", "kind")
+    ``seq`` and ``epoch`` number a saved message (``seq == 0``: unsaved).
+    """
 
-    def __init__(self, kind: PayloadKind, data: bytes) -> None:
+    __slots__ = ("_frames", "data", "epoch", "kind", "seq")
+
+    def __init__(self, kind: PayloadKind, data: bytes, *, seq: int = 0, epoch: str = "") -> None:
         self.kind = kind
         self.data = data
+        self.seq = seq
+        self.epoch = epoch
         self._frames: dict[str, Frame] = {}
 
     def get(self, payload_type: str) -> Frame:

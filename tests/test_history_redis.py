@@ -225,7 +225,9 @@ async def test_survives_a_redis_restart_and_a_freeze(own_redis: RedisServer) -> 
 
 
 @pytest.mark.anyio
-async def test_lost_data_means_a_new_epoch(make_redis_store: MakeStore, raw: aioredis.Redis) -> None:
+async def test_lost_data_means_a_new_epoch(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
     store = make_redis_store(None)
     before = [await store.append("room", "text", b"%d" % i) for i in range(3)]
     await raw.flushall()

@@ -37,6 +37,7 @@ from typing import Any
 import orjson
 
 from nexios.exceptions import ConfigurationError
+from nexios.framing import stamp_seq
 
 __all__ = [
     "MAX_GROUP_NAME_BYTES",
@@ -50,6 +51,7 @@ __all__ = [
     "is_complete",
     "is_group_name",
     "new_epoch",
+    "stamped",
 ]
 
 PayloadKind = str
@@ -323,13 +325,27 @@ def check_read_args(since: int | None, limit: int | None, epoch: str | None = No
         raise ValueError(f"epoch must be a str (as read from HistoryPage.epoch), got {epoch!r}")
 
 
-def check_append_args(kind: str, data: bytes, idempotency_key: str | None) -> None:
+def check_append_args(
+    kind: str, data: bytes, idempotency_key: str | None, seq_field: str | None = None
+) -> None:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     if not isinstance(data, bytes):
         raise TypeError(f"history data must be bytes, got {type(data).__name__}")
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
+    if seq_field is not None and (
+        not isinstance(seq_field, str) or not seq_field or kind != "json" or data[:1] != b"{"
+    ):
+        raise ConfigurationError(
+            f"seq_field={seq_field!r} needs a non-empty name and a JSON object payload."
+        )
+
+
+def stamped(data: bytes, seq_field: str | None, seq: int) -> bytes:
+    """What is saved (and delivered) for ``data``: with ``"<seq_field>": seq`` first in
+    the JSON object when ``seq_field`` is given. History keeps what members received."""
+    return data if seq_field is None else stamp_seq(data, seq_field, seq)
 
 
 class HistoryStore(abc.ABC):
@@ -339,12 +355,19 @@ class HistoryStore(abc.ABC):
 
     @abc.abstractmethod
     async def append(
-        self, group: str, kind: PayloadKind, data: bytes, *, idempotency_key: str | None = None
+        self,
+        group: str,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        idempotency_key: str | None = None,
+        seq_field: str | None = None,
     ) -> HistoryEntry:
         """Save one message; assign its ``seq``, ``epoch`` and ``created``; prune beyond
         the limits. With an ``idempotency_key`` already used for ``group`` within
         ``limits.idempotency_window``: save nothing, return the original entry's numbers
-        with ``duplicate=True``."""
+        with ``duplicate=True``. With ``seq_field``, the saved (and returned) data has
+        ``"<seq_field>": seq`` first in its JSON object (see :func:`stamped`)."""
 
     @abc.abstractmethod
     async def read(

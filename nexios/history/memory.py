@@ -16,6 +16,7 @@ from nexios.history.base import (
     check_read_args,
     new_epoch,
     page_for,
+    stamped,
 )
 
 __all__ = ["MAX_IDEMPOTENCY_KEYS", "MemoryHistoryStore"]
@@ -54,10 +55,16 @@ class MemoryHistoryStore(HistoryStore):
         self._groups: OrderedDict[str, _Group] = OrderedDict()
 
     async def append(
-        self, group: str, kind: PayloadKind, data: bytes, *, idempotency_key: str | None = None
+        self,
+        group: str,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        idempotency_key: str | None = None,
+        seq_field: str | None = None,
     ) -> HistoryEntry:
         check_group_name(group)
-        check_append_args(kind, data, idempotency_key)
+        check_append_args(kind, data, idempotency_key, seq_field)
         now = time.time()
         self._free_idle(now)
         state = self._groups.get(group)
@@ -70,6 +77,7 @@ class MemoryHistoryStore(HistoryStore):
             if original is not None:
                 return original
         state.last_seq += 1
+        data = stamped(data, seq_field, state.last_seq)
         entry = HistoryEntry(group, state.last_seq, now, kind, data, epoch=state.epoch)
         state.entries.append(entry)
         while len(state.entries) > self.limits.max_entries:

@@ -98,17 +98,23 @@ class RedisHistoryStore(HistoryStore):
         )
 
     async def append(
-        self, group: str, kind: PayloadKind, data: bytes, *, idempotency_key: str | None = None
+        self,
+        group: str,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        idempotency_key: str | None = None,
+        seq_field: str | None = None,
     ) -> HistoryEntry:
         check_group_name(group)
-        check_append_args(kind, data, idempotency_key)
+        check_append_args(kind, data, idempotency_key, seq_field)
         with self._errors(f"append to the history of {group!r}"):
             reply = await self._queue.script(
                 _APPEND,
                 append_keys(self.keyspace, group, idempotency_key),
-                append_args(self.limits, kind, data, new_epoch(), idempotency_key),
+                append_args(self.limits, kind, data, new_epoch(), idempotency_key, seq_field),
             )
-        return entry_from_append(group, kind, data, reply)
+        return entry_from_append(group, kind, data, reply, seq_field)
 
     async def read(
         self,

@@ -38,6 +38,7 @@ from nexios.history.base import (
     epoch_matches,
     is_complete,
     new_epoch,
+    stamped,
 )
 
 __all__ = ["SqliteHistoryStore"]
@@ -177,10 +178,16 @@ class SqliteHistoryStore(HistoryStore):
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def append(
-        self, group: str, kind: PayloadKind, data: bytes, *, idempotency_key: str | None = None
+        self,
+        group: str,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        idempotency_key: str | None = None,
+        seq_field: str | None = None,
     ) -> HistoryEntry:
         check_group_name(group)
-        check_append_args(kind, data, idempotency_key)
+        check_append_args(kind, data, idempotency_key, seq_field)
         limits = self.limits
         fresh_epoch = new_epoch()
 
@@ -199,9 +206,10 @@ class SqliteHistoryStore(HistoryStore):
                             group, seq, created, kind, data, epoch=epoch, duplicate=True
                         )
                 seq, epoch = self._next_seq(conn, group, fresh_epoch, now)
+                saved = stamped(data, seq_field, seq)
                 conn.execute(
                     "INSERT INTO entries (grp, seq, created, kind, data) VALUES (?, ?, ?, ?, ?)",
-                    (group, seq, now, kind, data),
+                    (group, seq, now, kind, saved),
                 )
                 conn.execute(
                     "DELETE FROM entries WHERE grp = ? AND seq <= ?",
@@ -218,7 +226,7 @@ class SqliteHistoryStore(HistoryStore):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            return HistoryEntry(group, seq, now, kind, data, epoch=epoch)
+            return HistoryEntry(group, seq, now, kind, saved, epoch=epoch)
 
         return await self._run(append)
 

@@ -316,13 +316,12 @@ class ChannelLayer(abc.ABC):
         with its Redis history store does it in one script.
         """
         check_group_name(group)
-        if idempotency_key is None:
-            entry = await history.append(group, kind, data)
-        else:
-            entry = await history.append(group, kind, data, idempotency_key=idempotency_key)
+        entry = await history.append(
+            group, kind, data, idempotency_key=idempotency_key, seq_field=seq_field
+        )
         if entry.duplicate:
             return PublishResult(0, entry, duplicate=True)
-        message = WireMessage(kind, data, entry.seq, epoch=entry.epoch, seq_field=seq_field)
+        message = WireMessage(kind, entry.data, entry.seq, epoch=entry.epoch)
         return PublishResult(await self.publish(group, message), entry)
 
     async def publish_once(

@@ -427,15 +427,15 @@ class RedisLayer(ChannelLayer):
                 idempotency_key=idempotency_key,
             )
         check_group_name(group)
-        check_append_args(kind, data, idempotency_key)
+        check_append_args(kind, data, idempotency_key, seq_field)
         self._check_open()
-        args = append_args(history.limits, kind, data, new_epoch(), idempotency_key)
-        args += [self.keyspace.channel(group), wire_header(kind, self.origin, seq_field)]
+        args = append_args(history.limits, kind, data, new_epoch(), idempotency_key, seq_field)
+        args += [self.keyspace.channel(group), wire_header(kind, self.origin, None)]
         with self._errors(f"save and publish to group {group!r}", HistoryStoreError):
             reply = await self._queue.script(
                 _PUBLISH_SAVED, append_keys(self.keyspace, group, idempotency_key), args
             )
-        entry = entry_from_append(group, kind, data, reply)
+        entry = entry_from_append(group, kind, data, reply, seq_field)
         receivers = int(reply[4]) if len(reply) > 4 else 0
         return PublishResult(receivers, entry, duplicate=entry.duplicate)
 

@@ -2,8 +2,9 @@
 -- KEYS[1] the group's meta hash {seq, epoch}, KEYS[2] its stream, KEYS[3] the
 -- idempotency key. ARGV[1] kind, ARGV[2] data, ARGV[3] max entries, ARGV[4] max age ms
 -- (0: no age bound), ARGV[5] a fresh epoch, used when the group has none, ARGV[6] the
--- idempotency window ms (0: no key).
--- Defines `seq`, `epoch` and `id`. A duplicate returns {1, seq, epoch, id} of the
+-- idempotency window ms (0: no key), ARGV[7] the JSON-encoded seq field ('' for none):
+-- the saved data then starts with it (nexios.history.base.stamped does the same).
+-- Defines `seq`, `epoch`, `id` and `data` (what was saved). A duplicate returns {1, seq, epoch, id} of the
 -- original entry at once.
 -- @include now_ms
 local meta, stream, idempotency = KEYS[1], KEYS[2], KEYS[3]
@@ -23,8 +24,13 @@ if not epoch then
   redis.call('HSET', meta, 'epoch', epoch)
 end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local data = ARGV[2]
+if ARGV[7] ~= '' then
+  local head = '{' .. ARGV[7] .. ':' .. string.format('%d', seq)
+  if data == '{}' then data = head .. '}' else data = head .. ',' .. string.sub(data, 2) end
+end
 local id = redis.call('XADD', stream, 'MAXLEN', '=', ARGV[3], '*',
-                      'seq', seq, 'kind', ARGV[1], 'data', ARGV[2])
+                      'seq', seq, 'kind', ARGV[1], 'data', data)
 local max_age = tonumber(ARGV[4])
 if max_age > 0 then
   -- never trim the entry just added, whatever the clock did
