@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from nexios.history.base import HistoryLimits
 from nexios.history import memory
+from nexios.history.base import HistoryLimits
 from nexios.history.memory import MemoryHistoryStore
 from tests.conformance.history import HistoryStoreConformance, MakeStore
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -194,6 +195,7 @@ class ChannelsRuntime:
         self._closing: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._layer_failed_at_stop = False
+        self._jitter = 0.0
         self.evictions = 0
 
     # ------------------------------------------------------------------ settings
@@ -291,6 +293,7 @@ class ChannelsRuntime:
                     await history.close()
                 raise
             self._settings, self._layer, self._history = settings, layer, history
+            self._jitter = settings.test_delivery_jitter
             self._stopping = self._layer_failed_at_stop = False
             self._stop_requested = asyncio.Event()
             self._scheduler = FlushScheduler(loop)
@@ -656,7 +659,7 @@ class ChannelsRuntime:
             return SendResult(True, entry.seq, entry.epoch, duplicate=True)
         feed = self.feeds.get(group)
         if feed is not None:
-            feed.offer(_frames_of(entry))
+            self._offer(feed, _frames_of(entry))
         local = bool(self.groups.get(group)) or feed is not None
         return SendResult(local or saved.receivers > 0, entry.seq, entry.epoch)
 
@@ -688,9 +691,17 @@ class ChannelsRuntime:
             message.kind, message.delivered_data(), seq=message.seq, epoch=message.epoch
         )
         if message.seq:
-            feed.offer(frames)
+            self._offer(feed, frames)
         else:
             feed.pass_on(frames)
+
+    def _offer(self, feed: GroupFeed, frames: FrameSet) -> None:
+        jitter = self._jitter
+        if jitter:
+            assert self._loop is not None
+            self._loop.call_later(random.uniform(0, jitter), feed.offer, frames)
+        else:
+            feed.offer(frames)
 
     def _on_link(self, up: bool) -> None:
         """The layer's link is back: fill what was missed while it was down."""
