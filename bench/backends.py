@@ -184,7 +184,8 @@ async def join_storm(size: int) -> None:
             # the layer still works: a message published elsewhere arrives
             other = RedisLayer(url, origin=uuid.uuid4().bytes)
             await other.start(lambda group, message: None)
-            await other.publish("group-0" if shape == "distinct groups" else "lobby", WireMessage("text", b"x"))
+            target = "group-0" if shape == "distinct groups" else "lobby"
+            await other.publish(target, WireMessage("text", b"x"))
             _emit(
                 scenario="join-storm",
                 joins=size,

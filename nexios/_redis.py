@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
@@ -43,7 +42,6 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nexios.exceptions import BackendUnavailableError, ChannelError, ConfigurationError
-from nexios.history.base import HistoryEntry, HistoryLimits, stamped
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -51,13 +49,9 @@ __all__ = [
     "CommandQueue",
     "KeySpace",
     "Script",
-    "append_args",
-    "append_keys",
     "client_from_url",
-    "created_of",
     "describe_error",
     "driver_errors",
-    "entry_from_append",
     "load_script",
     "redact_url",
     "redis_address",
@@ -277,47 +271,6 @@ def _glob_escape(text: str) -> str:
 
 
 # -- history appends (the history store and the layer's publish_saved share them) --------
-
-
-def append_args(
-    limits: HistoryLimits,
-    kind: str,
-    data: bytes,
-    epoch: str,
-    idempotency_key: str | None,
-    seq_field: str | None = None,
-) -> list[Any]:
-    """ARGV[1..7] of ``append_entry.lua``."""
-    max_age = 0 if limits.max_age is None else max(1, round(limits.max_age * 1000))
-    window = 0 if idempotency_key is None else max(1, round(limits.idempotency_window * 1000))
-    field = b"" if seq_field is None else orjson.dumps(seq_field)
-    return [kind, data, limits.max_entries, max_age, epoch, window, field]
-
-
-def append_keys(keys: KeySpace, group: str, idempotency_key: str | None) -> list[str]:
-    """KEYS of ``append_entry.lua``."""
-    return [keys.meta(group), keys.stream(group), keys.saved_key(group, idempotency_key)]
-
-
-def entry_from_append(
-    group: str, kind: str, data: bytes, reply: Sequence[Any], seq_field: str | None = None
-) -> HistoryEntry:
-    """The entry an ``append_entry.lua`` reply describes (the original one if a duplicate)."""
-    duplicate, seq, epoch, entry_id = reply[:4]
-    return HistoryEntry(
-        group,
-        int(seq),
-        created_of(entry_id),
-        kind,
-        stamped(data, seq_field, int(seq)),
-        epoch=text_of(epoch),
-        duplicate=bool(int(duplicate)),
-    )
-
-
-def created_of(entry_id: bytes | str) -> float:
-    """A stream entry's creation time: the milliseconds part of its id."""
-    return int(text_of(entry_id).partition("-")[0]) / 1000
 
 
 def text_of(value: bytes | str) -> str:

@@ -24,18 +24,17 @@ next append creates a new epoch.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from nexios._redis import (
     DEFAULT_TIMEOUT,
     CommandQueue,
     KeySpace,
-    append_args,
-    append_keys,
     client_from_url,
-    created_of,
     driver_errors,
-    entry_from_append,
     load_script,
     redact_url,
     redis_address,
@@ -54,9 +53,16 @@ from nexios.history.base import (
     check_read_args,
     is_complete,
     new_epoch,
+    stamped,
 )
 
-__all__ = ["RedisHistoryStore"]
+__all__ = [
+    "RedisHistoryStore",
+    "append_args",
+    "append_keys",
+    "created_of",
+    "entry_from_append",
+]
 
 _READ_PAGE = 200
 _SCAN_COUNT = 1000
@@ -205,3 +211,44 @@ class RedisHistoryStore(HistoryStore):
     async def close(self) -> None:
         """Close the connections; a later call connects again."""
         await self._queue.close()
+
+
+def append_args(
+    limits: HistoryLimits,
+    kind: str,
+    data: bytes,
+    epoch: str,
+    idempotency_key: str | None,
+    seq_field: str | None = None,
+) -> list[Any]:
+    """ARGV[1..7] of ``append_entry.lua``."""
+    max_age = 0 if limits.max_age is None else max(1, round(limits.max_age * 1000))
+    window = 0 if idempotency_key is None else max(1, round(limits.idempotency_window * 1000))
+    field = b"" if seq_field is None else orjson.dumps(seq_field)
+    return [kind, data, limits.max_entries, max_age, epoch, window, field]
+
+
+def append_keys(keys: KeySpace, group: str, idempotency_key: str | None) -> list[str]:
+    """KEYS of ``append_entry.lua``."""
+    return [keys.meta(group), keys.stream(group), keys.saved_key(group, idempotency_key)]
+
+
+def entry_from_append(
+    group: str, kind: str, data: bytes, reply: Sequence[Any], seq_field: str | None = None
+) -> HistoryEntry:
+    """The entry an ``append_entry.lua`` reply describes (the original one if a duplicate)."""
+    duplicate, seq, epoch, entry_id = reply[:4]
+    return HistoryEntry(
+        group,
+        int(seq),
+        created_of(entry_id),
+        kind,
+        stamped(data, seq_field, int(seq)),
+        epoch=text_of(epoch),
+        duplicate=bool(int(duplicate)),
+    )
+
+
+def created_of(entry_id: bytes | str) -> float:
+    """A stream entry's creation time: the milliseconds part of its id."""
+    return int(text_of(entry_id).partition("-")[0]) / 1000

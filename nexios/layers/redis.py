@@ -54,12 +54,9 @@ from nexios._redis import (
     LINK_ERRORS,
     CommandQueue,
     KeySpace,
-    append_args,
-    append_keys,
     client_from_url,
     describe_error,
     driver_errors,
-    entry_from_append,
     load_script,
     redact_url,
     redis_address,
@@ -82,7 +79,7 @@ from nexios.history.base import (
     is_group_name,
     new_epoch,
 )
-from nexios.history.redis import RedisHistoryStore
+from nexios.history.redis import RedisHistoryStore, append_args, append_keys, entry_from_append
 from nexios.layers import base
 from nexios.layers.base import (
     ChannelLayer,
