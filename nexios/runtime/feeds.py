@@ -98,6 +98,7 @@ class GroupFeed:
         self._repair: asyncio.Task[None] | None = None
         self.joiners: dict[str, list[FrameSet]] = {}
         """Channel id -> what arrived while that member's replay was being read."""
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # ------------------------------------------------------------------ setup
 
@@ -114,6 +115,7 @@ class GroupFeed:
             self._repair.cancel()
         self._held.clear()
         self.joiners.clear()
+        self._wake(everyone=True)
 
     # ------------------------------------------------------------------ delivery
 
@@ -152,11 +154,14 @@ class GroupFeed:
             )
         self.epoch, self.last = epoch, 0
         self._held = {seq: f for seq, f in self._held.items() if f.epoch == epoch}
+        self._wake(everyone=True)  # their positions belong to the old numbering
         return True
 
     def _deliver(self, frames: FrameSet) -> None:
         self.last = frames.seq
         self.pass_on(frames)
+        if self._waiters:
+            self._wake()
 
     def pass_on(self, frames: FrameSet) -> None:
         """Hand a message (saved in order, or unsaved) to members and joiners."""
@@ -184,6 +189,7 @@ class GroupFeed:
             last_seq,
         )
         self.last = max(self.last, last_seq)
+        self._wake()
         self._release_held()
 
     # ------------------------------------------------------------------ repair
@@ -256,6 +262,26 @@ class GroupFeed:
                 attempts = 0
 
     # ------------------------------------------------------------------ joiners
+
+    async def reached(self, seq: int) -> None:
+        """Return once this process delivered up to ``seq`` (it may lag a client that
+        saw ``seq`` on another process), repairing from history to get there."""
+        if self.last >= seq:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, waiter))
+        self.catch_up(seq)
+        await waiter
+
+    def _wake(self, everyone: bool = False) -> None:
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for seq, waiter in self._waiters:
+            if everyone or self.last >= seq:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((seq, waiter))
+        self._waiters = still
 
     def add_joiner(self, channel_id: str) -> list[FrameSet]:
         """Collect what this feed passes on until :meth:`remove_joiner`."""

@@ -71,6 +71,9 @@ GroupPolicy = Callable[[Channel, str], Awaitable[bool]]
 MAX_REPLAY = 1000
 """Most saved messages a join with ``since`` replays; more missed is ``complete=False``."""
 
+_CATCH_UP_BOUND = 5.0
+"""Seconds a joining member waits for this process to catch up with its ``since``."""
+
 _DEADLINE_CHECK = 0.25
 _EXPIRY_CHECK = 1.0
 _STOP_BOUND = 3.0
@@ -430,12 +433,17 @@ class ChannelsRuntime:
 
     async def _open_feed(self, group: str) -> GroupFeed:
         """The group's feed, subscribed and positioned (the first local member opens it)."""
-        feed = self.feeds.get(group)
-        if feed is not None and feed.ready:
-            return feed
-        opening = self._opening.get(group)
-        if opening is not None:
-            return await asyncio.shield(opening)
+        while True:
+            feed = self.feeds.get(group)
+            if feed is not None and feed.ready:
+                return feed
+            opening = self._opening.get(group)
+            if opening is None:
+                return await self._start_feed(group)
+            # Another join is opening it; by the time we resume, it may be gone again.
+            await asyncio.shield(opening)
+
+    async def _start_feed(self, group: str) -> GroupFeed:
         assert self._loop is not None
         opening = self._opening[group] = self._loop.create_future()
         feed = self.feeds[group] = GroupFeed(
@@ -463,27 +471,35 @@ class ChannelsRuntime:
     async def _replay(
         self, channel: Channel, feed: GroupFeed, since: int, epoch: str | None
     ) -> JoinResult:
-        """Send ``channel`` what came after ``since``, merged with what arrives meanwhile."""
+        """Send ``channel`` what came after ``since``, merged with what arrives meanwhile.
+
+        The member is a joiner until then: live messages are collected, not sent. If this
+        process lags the client (it saw ``since`` on another process), the member waits
+        (bounded) until this process caught up, so nothing reaches it twice.
+        """
         buffered = feed.add_joiner(channel.uuid)
         try:
             page = await self.history.read(
                 feed.group, since=since, limit=MAX_REPLAY + 1, epoch=epoch
             )
-        except BaseException:
+            complete = page.complete and len(page) <= MAX_REPLAY and page.epoch == feed.epoch
+            position = max(since, page[-1].seq) if complete and page else since
+            if complete and feed.last < position:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_CATCH_UP_BOUND):
+                        await feed.reached(position)
+        finally:
             feed.remove_joiner(channel.uuid)
-            raise
-        feed.remove_joiner(channel.uuid)
         sender = channel.sender
         assert sender is not None
-        complete = page.complete and len(page) <= MAX_REPLAY and page.epoch == feed.epoch
-        last = feed.last if not complete else since
+        complete = complete and page.epoch == feed.epoch
+        last = since if complete else feed.last
         recovered = 0
-        if complete:
-            for entry in page:
-                if entry.seq > last:
-                    sender.put(_frames_of(entry).get(channel.payload_type_value))
-                    last = entry.seq
-                    recovered += 1
+        for entry in page if complete else ():
+            if entry.seq > last:
+                sender.put(_frames_of(entry).get(channel.payload_type_value))
+                last = entry.seq
+                recovered += 1
         for frames in buffered:
             if frames.seq == 0 or frames.seq > last:
                 sender.put(frames.get(channel.payload_type_value))
@@ -519,7 +535,9 @@ class ChannelsRuntime:
         """Drop the local membership; unsubscribe after the group's last local member."""
         if not self._drop_local(channel, group):
             return False
-        if group not in self.groups and group not in self._opening:
+        feed = self.feeds.get(group)
+        joining = feed is not None and feed.joiners
+        if group not in self.groups and group not in self._opening and not joining:
             self._close_feed(group)
             if not self._layer_failed_at_stop:
                 try:

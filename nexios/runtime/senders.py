@@ -403,7 +403,8 @@ class FrameSender(Sender):
         queue = self._queue
         if self.closed or not queue:
             return
-        room = HIGH_WATER - self.sink.buffered()
+        # A sink that cannot say when it drains gets everything: its buffer is the queue.
+        room = HIGH_WATER - self.sink.buffered() if self._on_writable is not None else 1 << 62
         if room <= 0:
             self._wait_writable()
             return
