@@ -247,7 +247,13 @@ class GroupFeed:
             for entry in page:
                 if entry.seq == self.last + 1:
                     self._deliver(
-                        FrameSet(entry.kind, entry.data, seq=entry.seq, epoch=entry.epoch)
+                        FrameSet(
+                            entry.kind,
+                            entry.data,
+                            group=self.group,
+                            seq=entry.seq,
+                            epoch=entry.epoch,
+                        )
                     )
             self._release_held()
             if self.last == before:

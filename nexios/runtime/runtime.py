@@ -497,12 +497,12 @@ class ChannelsRuntime:
         recovered = 0
         for entry in page if complete else ():
             if entry.seq > last:
-                sender.put(_frames_of(entry).get(channel.payload_type_value))
+                sender.put(_frames_of(entry, feed.group).get(channel.frame_key, channel.framer))
                 last = entry.seq
                 recovered += 1
         for frames in buffered:
             if frames.seq == 0 or frames.seq > last:
-                sender.put(frames.get(channel.payload_type_value))
+                sender.put(frames.get(channel.frame_key, channel.framer))
                 last = max(last, frames.seq)
         return JoinResult(
             True, recovered=recovered, complete=complete, epoch=feed.epoch, last_seq=feed.last
@@ -667,7 +667,7 @@ class ChannelsRuntime:
             elsewhere = once.receivers
         else:
             elsewhere = await self.layer.publish(group, message)
-        local = self._pass_on_unsaved(group, FrameSet(kind, data))
+        local = self._pass_on_unsaved(group, FrameSet(kind, data, group=group))
         return SendResult(local or elsewhere > 0)
 
     def _delivered_saved(self, group: str, saved: PublishResult) -> SendResult:
@@ -677,7 +677,7 @@ class ChannelsRuntime:
             return SendResult(True, entry.seq, entry.epoch, duplicate=True)
         feed = self.feeds.get(group)
         if feed is not None:
-            self._offer(feed, _frames_of(entry))
+            self._offer(feed, _frames_of(entry, group))
         local = bool(self.groups.get(group)) or feed is not None
         return SendResult(local or saved.receivers > 0, entry.seq, entry.epoch)
 
@@ -697,7 +697,7 @@ class ChannelsRuntime:
         # Safe to iterate live: a member that fails here leaves later (a spawned task).
         for channel in members.values():
             sender = channel.sender
-            if sender is not None and sender.put(frames.get(channel.payload_type_value)):
+            if sender is not None and sender.put(frames.get(channel.frame_key, channel.framer)):
                 queued += 1
         return queued
 
@@ -706,7 +706,11 @@ class ChannelsRuntime:
         if feed is None:
             return
         frames = FrameSet(
-            message.kind, message.delivered_data(), seq=message.seq, epoch=message.epoch
+            message.kind,
+            message.delivered_data(),
+            group=group,
+            seq=message.seq,
+            epoch=message.epoch,
         )
         if message.seq:
             self._offer(feed, frames)
@@ -753,7 +757,8 @@ class ChannelsRuntime:
         feed = self.feeds.get(group)
         if feed is None:
             return
-        feed.pass_on(FrameSet("json", encoding.dumps(notice.to_dict(group))))
+        notice_json = encoding.dumps(notice.to_dict(group))
+        feed.pass_on(FrameSet("json", notice_json, group=group, notice="resync"))
         members = len(self.groups.get(group, ()))
         if self.events is not None:
             self._spawn(
@@ -775,7 +780,7 @@ class ChannelsRuntime:
         if channel is None or channel.sender is None:
             return False
         kind, data = encode_payload(payload)
-        return channel.sender.put(FrameSet(kind, data).get(channel.payload_type_value))
+        return channel.sender.put(FrameSet(kind, data).get(channel.frame_key, channel.framer))
 
     # ------------------------------------------------------------------ history, presence
 
@@ -894,9 +899,9 @@ class ChannelsRuntime:
             )
 
 
-def _frames_of(entry: HistoryEntry) -> FrameSet:
+def _frames_of(entry: HistoryEntry, group: str) -> FrameSet:
     """A saved entry as members receive it (its data already carries any seq field)."""
-    return FrameSet(entry.kind, entry.data, seq=entry.seq, epoch=entry.epoch)
+    return FrameSet(entry.kind, entry.data, group=group, seq=entry.seq, epoch=entry.epoch)
 
 
 def _check_seq_field(payload: Any, kind: str, seq_field: str, save_history: bool) -> None:
