@@ -53,6 +53,9 @@ from nexios.limits import (
     Limits,
     MessageLimiter,
 )
+from nexios.metrics import Metrics
+from nexios.ops.meter import ConnectionMeter
+from nexios.ops.operations import Operations, dashboard_token_option, metrics_option
 from nexios.routing import (
     WebsocketRoutes,
     WSMiddleware,
@@ -90,6 +93,11 @@ class NexiosApp(WSRouteRegistry):
     :meth:`Limits.from_env <nexios.limits.Limits.from_env>`) bounds message size and
     rate, connections per client address and idle time, see :mod:`nexios.limits`.
     ``shutdown_timeout`` bounds how long shutdown waits for WebSocket handlers.
+
+    Operations (see :mod:`nexios.ops`): ``metrics=True`` (or ``NEXIOS_METRICS=1``) serves
+    Prometheus metrics at ``/metrics``; ``/healthz`` and ``/readyz`` are on unless
+    ``health=False``; ``dashboard="<token>"`` (or ``NEXIOS_DASHBOARD_TOKEN``) serves the
+    live dashboard at ``/_nexios/dashboard``.
     """
 
     def __init__(
@@ -110,6 +118,9 @@ class NexiosApp(WSRouteRegistry):
         outbox: OutboxLimits | None = None,
         presence_ttl: float | None = None,
         group_policy: GroupPolicy | None = None,
+        metrics: bool | Metrics | None = None,
+        dashboard: str | None = None,
+        health: bool = True,
     ) -> None:
         self.title = title
         self.http = HTTPRouter()
@@ -142,6 +153,15 @@ class NexiosApp(WSRouteRegistry):
         self._sockets: set[WebSocket] = set()
         self._per_client: dict[str, int] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.ops = Operations(
+            self.channels,
+            metrics=metrics_option(metrics),
+            dashboard_token=dashboard_token_option(dashboard),
+            health=health,
+        )
+        """Metrics, health probes and the dashboard (see :mod:`nexios.ops`)."""
+        for prefix, endpoint in self.ops.mounts():
+            self.mount(prefix, endpoint)
 
     # ------------------------------------------------------------------ routing
 
@@ -222,13 +242,13 @@ class NexiosApp(WSRouteRegistry):
                 admitted = await self._admit(scope, receive, send)
                 if admitted is None:
                     return
-                route, ws, params, host = admitted
+                route, ws, params, host, meter = admitted
                 outcome: BaseException | None = None
                 try:
                     await self._handler_call(route, ws, params)
                 except BaseException as error:
                     outcome = error
-                await self._conclude(route, ws, host, outcome)
+                await self._conclude(route, ws, host, outcome, meter)
             elif kind == "http":
                 await self.http(scope, receive, send)
             elif kind == "lifespan":
@@ -243,20 +263,33 @@ class NexiosApp(WSRouteRegistry):
         scope: dict[str, Any],
         receive: Callable[[], Awaitable[dict[str, Any]]],
         send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> tuple[WebsocketRoutes, WebSocket, dict[str, Any], str | None] | None:
+    ) -> (
+        tuple[WebsocketRoutes, WebSocket, dict[str, Any], str | None, ConnectionMeter | None] | None
+    ):
         """Match the route and run the handshake checks; None when the client was refused.
 
         Separate from the handler's run so that its frame is gone while the connection
         lives: an idle connection holds as few suspended frames as possible.
         """
         found = find_route(self.ws_routes, route_path(scope))
+        metrics = self.ops.metrics
         if found is None:
-            logger.info("No WebSocket route for %r: handshake refused (403)", scope["path"])
+            logger.info(
+                "No WebSocket route for %r: handshake refused (403)",
+                scope["path"],
+                extra=_refusal_fields(scope, 403, "unknown_path"),
+            )
+            if metrics is not None:
+                metrics.handshake_refused("unknown_path")
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
             return None
         route, params = found
         scope["path_params"] = params
-        ws = WebSocket(scope, receive, send)
+        meter = self.ops.meter(send)
+        if meter is None:
+            ws = WebSocket(scope, receive, send)
+        else:  # direct sends are counted; broadcasts are counted once, by the runtime
+            ws = WebSocket(scope, receive, meter.send, transmit=send)
         ws._task = asyncio.current_task()
         policy = route.origin_policy or self.origin_policy
         refused_origin = policy.refusal(scope)
@@ -265,7 +298,10 @@ class NexiosApp(WSRouteRegistry):
                 "WebSocket %s: origin %r not allowed; handshake refused (403)",
                 scope["path"],
                 refused_origin,
+                extra=_refusal_fields(scope, 403, "origin"),
             )
+            if metrics is not None:
+                metrics.handshake_refused("origin")
             await _refuse(ws, 403, "origin not allowed")
             return None
         limits = self.limits
@@ -282,7 +318,10 @@ class NexiosApp(WSRouteRegistry):
                     count,
                     max_connections,
                     TOO_MANY_CONNECTIONS_STATUS,
+                    extra=_refusal_fields(scope, TOO_MANY_CONNECTIONS_STATUS, "limit"),
                 )
+                if metrics is not None:
+                    metrics.handshake_refused("limit")
                 await _refuse(ws, TOO_MANY_CONNECTIONS_STATUS, "too many connections")
                 return None
             self._per_client[host] = count + 1
@@ -290,16 +329,20 @@ class NexiosApp(WSRouteRegistry):
         try:
             auth = self.ws_auth if route.auth is None else route.auth
             if auth and not await _authenticate(auth, ws):
+                if metrics is not None:
+                    metrics.handshake_refused("auth")
                 await self._release(ws, host)
                 return None
         except BaseException:
             await self._release(ws, host)
             raise
-        if limits.per_message:
+        if meter is not None:
+            ws._limits = meter.limiter(limits)  # counts each message, applies the limits
+        elif limits.per_message:
             ws._limits = MessageLimiter(limits)
-            if limits.needs_sweep:
-                self._ensure_sweeper()
-        return route, ws, params, host
+        if limits.needs_sweep:
+            self._ensure_sweeper()
+        return route, ws, params, host, meter
 
     def _handler_call(
         self, route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]
@@ -318,6 +361,7 @@ class NexiosApp(WSRouteRegistry):
         ws: WebSocket,
         host: str | None,
         outcome: BaseException | None,
+        meter: ConnectionMeter | None = None,
     ) -> None:
         """End the connection by the rules for how the handler ended, then clean up."""
         try:
@@ -335,6 +379,8 @@ class NexiosApp(WSRouteRegistry):
                 await _close_after_crash(route, ws, outcome)
         finally:
             await self._release(ws, host)
+            if meter is not None:
+                self._count_end(ws, meter)
         kicked = isinstance(outcome, asyncio.CancelledError) and ws.kicked
         if outcome is not None and not isinstance(outcome, Exception) and not kicked:
             raise outcome  # cancellation, KeyboardInterrupt...: not ours to swallow
@@ -350,6 +396,13 @@ class NexiosApp(WSRouteRegistry):
                 del self._per_client[host]
         await ws.wait_ended()
         await _run_cleanup(ws)
+
+    def _count_end(self, ws: WebSocket, meter: ConnectionMeter) -> None:
+        """Count the close of an accepted connection, or the handler's refusal."""
+        if meter.accepted:
+            meter.closed(ws.close_code)
+        elif ws.connection_state is WebSocketState.CLOSED and self.ops.metrics is not None:
+            self.ops.metrics.handshake_refused("handler")
 
     # ------------------------------------------------------------------ open connections
 
@@ -469,6 +522,7 @@ class NexiosApp(WSRouteRegistry):
         if self._lifespan is not None and stack is not None:
             await stack.enter_async_context(self._lifespan(self))
         await self.channels.start()
+        await self.ops.start()
 
     async def shutdown(self, stack: contextlib.AsyncExitStack | None = None) -> None:
         """Undo :meth:`startup` in reverse order.
@@ -479,10 +533,15 @@ class NexiosApp(WSRouteRegistry):
         (``stack``), then run the shutdown hooks — each step even if the one before
         failed; the first error is raised at the end.
         """
-        steps: list[Callable[[], Any]] = [self.channels.stop, self._close_open_sockets]
+        steps: list[Callable[[], Any]] = [
+            self.ops.withdraw,
+            self.channels.stop,
+            self._close_open_sockets,
+        ]
         if stack is not None:
             steps.append(stack.aclose)
         steps.extend(self._shutdown)
+        steps.append(self.ops.stop)
         first_error: BaseException | None = None
         for step in steps:
             try:
@@ -494,6 +553,15 @@ class NexiosApp(WSRouteRegistry):
                     logger.exception("Shutdown step %r failed", step)
         if first_error is not None:
             raise first_error
+
+
+def _refusal_fields(scope: dict[str, Any], status: int, reason: str) -> dict[str, Any]:
+    """The structured log fields of a refused handshake (see nexios.logs.LOG_FIELDS)."""
+    client = scope.get("client")
+    fields: dict[str, Any] = {"path": scope["path"], "status": status, "reason": reason}
+    if client:
+        fields["client"] = f"{client[0]}:{client[1]}"
+    return fields
 
 
 def _client_host(scope: dict[str, Any]) -> str | None:

@@ -107,6 +107,7 @@ class WebSocket:
         "_send",
         "_state_obj",
         "_task",
+        "_transmit",
         "close_code",
         "close_reason",
         "connection_state",
@@ -114,7 +115,14 @@ class WebSocket:
         "sender",
     )
 
-    def __init__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        scope: Mapping[str, Any],
+        receive: Receive,
+        send: Send,
+        *,
+        transmit: Send | None = None,
+    ) -> None:
         if scope.get("type") != "websocket":
             raise WebSocketStateError(
                 f"WebSocket needs an ASGI 'websocket' scope, got {scope.get('type')!r}."
@@ -122,6 +130,9 @@ class WebSocket:
         self.scope: dict[str, Any] = scope  # type: ignore[assignment]
         self._receive = receive
         self._send = send
+        # What the member's sender hands broadcasts to: ``send`` itself unless the app
+        # counts direct sends (metrics), which broadcasts must not pass through twice.
+        self._transmit = send if transmit is None else transmit
         self.connection_state = _CONNECTING
         self.close_code: int | None = None
         self.close_reason: str = ""
@@ -423,7 +434,7 @@ class WebSocket:
         broadcasts (the member's sender uses this; handlers use the ``send_*`` methods).
         """
         try:
-            await self._send(message)
+            await self._transmit(message)
         except OSError as error:  # uvicorn raises ClientDisconnected, an OSError
             raise self._disconnected(error) from None
 

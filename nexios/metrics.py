@@ -6,11 +6,14 @@ Prometheus text format (or OpenMetrics, by ``Accept``), mounted at ``/metrics``.
 
 Cost: the per-message hooks (:meth:`~Metrics.message_received`, :meth:`~Metrics.message_sent`,
 :meth:`~Metrics.delivered`, :meth:`~Metrics.broadcast_published`) only add to plain
-``int`` attributes of this object — no lock, no label lookup, no clock. A task started
+``int`` attributes of this object — no lock, no label lookup, no clock; the per-connection
+counting in :mod:`nexios.ops.meter` adds to the same attributes directly. A task started
 by :meth:`~Metrics.start` moves those totals into prometheus-client's metrics once a
 second (:data:`FLUSH_INTERVAL`), and the process answering a scrape flushes first. Timings
 (:meth:`~Metrics.send_seconds`) are observed only for the sends :meth:`~Metrics.sampled`
-picks (one in :data:`SAMPLE_EVERY`), so callers read no clock for the others.
+picks (one in :data:`SAMPLE_EVERY`), so callers read no clock for the others. State that
+is kept anyway (groups, members, the layer's link, outboxes) is read at each flush
+(:meth:`~Metrics.watch`), never counted as it changes.
 
 Several processes (``nexios run --workers N``): prometheus-client's multiprocess mode,
 where each process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` and a
@@ -40,12 +43,14 @@ name                                    type       what
 ``groups``                              gauge      groups with a member here, per process
 ``group_members``                       gauge      memberships (sum of processes)
 ``evictions_total{reason}``             counter    members closed 1013 (:data:`EVICTION_REASONS`)
-``outbox_drops_total``                  counter    messages dropped by a DROP_* policy
+``outbox_drops_total``                  counter    messages dropped by a DROP_* policy (the
+                                                   runtime's own count)
 ``outbox_depth``                        histogram  messages queued for a member, per non-
                                                    empty outbox, sampled once a second
 ``write_buffer_bytes``                  histogram  the same for the frame-once path: bytes
                                                    in a member's transport write buffer
-``send_seconds``                        histogram  queued → written, sampled sends
+``send_seconds``                        histogram  handed to send (or queued for a member)
+                                                   → taken by the server, sampled sends
 ``history_append_seconds``              histogram  history appends and their latency
 ``recoveries_total{result}``            counter    ``complete`` / ``incomplete``
 ``layer_up``                            gauge      1 when the channel layer's link is
@@ -59,11 +64,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Awaitable, Callable, MutableMapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -109,8 +116,9 @@ HANDSHAKE_OUTCOMES = ("accepted", "unknown_path", "origin", "limit", "auth", "ha
 """``accepted``, or why a handshake was refused: no route, a foreign ``Origin``, the
 per-address connection limit, the auth hook, or the handler closing before ``accept``."""
 
-EVICTION_REASONS = ("outbox_full", "send_timeout", "write_buffer_full")
-"""Why a member was evicted (closed 1013)."""
+EVICTION_REASONS = ("outbox_full", "send_timeout")
+"""Why a member was evicted (closed 1013): its queue (with what its transport still
+buffers) passed ``OutboxLimits``, or it made no progress for ``send_timeout``."""
 
 _DEPTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, float("inf"))
 _BUFFER_BUCKETS = (*(float(1 << shift) for shift in range(10, 25, 2)), float("inf"))  # 1 KiB-16 MiB
@@ -172,8 +180,10 @@ class Metrics:
         self._flushed: dict[str, int] = {}
         self._sample_tick = 0
         self._sources: dict[str, Callable[[], float]] = {}
+        self._outboxes: Callable[[], Iterable[tuple[int, int]]] | None = None
         self._failed_sources: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._timers: set[asyncio.Task[None]] = set()
         self.registry = CollectorRegistry()
         self._define(self.registry)
         self._exposition = make_asgi_app(self._exposition_registry())
@@ -214,6 +224,7 @@ class Metrics:
             "members": gauge("group_members", "Group memberships.", "livesum"),
             "layer_up": gauge("layer_up", "1 when the channel layer link is up.", "liveall"),
         }
+        self._watched_totals = {"layer_reconnects": self._reconnects, "dropped": self._drops}
         self._depth = Histogram(
             "nexios_outbox_depth",
             "Messages queued for a member (non-empty outboxes, sampled).",
@@ -316,10 +327,6 @@ class Metrics:
             raise ValueError(f"unknown eviction reason {reason!r}; use one of {EVICTION_REASONS}")
         child.inc()
 
-    def dropped(self, count: int = 1) -> None:
-        """``count`` messages were dropped by a DROP_OLDEST / DROP_NEWEST outbox."""
-        self._drops.inc(count)
-
     # ------------------------------------------------------------------ history, layer
 
     def history_appended(self, seconds: float) -> None:
@@ -341,19 +348,53 @@ class Metrics:
         members: Callable[[], float] | None = None,
         layer_up: Callable[[], float] | None = None,
         layer_reconnects: Callable[[], float] | None = None,
+        dropped: Callable[[], float] | None = None,
+        outboxes: Callable[[], Iterable[tuple[int, int]]] | None = None,
     ) -> None:
-        """Read these at each flush: local groups, local memberships, link up (1/0), and
-        the layer's own count of reconnects (a total; a smaller value means a new layer).
+        """Read these at each flush: local groups, local memberships, link up (1/0);
+        totals kept elsewhere — the layer's reconnects, the messages outboxes dropped (a
+        smaller value than last time means a new count, started from 0); and
+        ``(queued messages, transport buffer bytes)`` of each member's outbox, whose
+        non-zero values go to the ``outbox_depth`` and ``write_buffer_bytes`` histograms.
 
-        State is read, not counted, so joins and leaves cost nothing here.
+        State is read, not counted, so joins, leaves and drops cost nothing here.
         """
         given = {
             "groups": groups,
             "members": members,
             "layer_up": layer_up,
             "layer_reconnects": layer_reconnects,
+            "dropped": dropped,
         }
         self._sources.update({name: source for name, source in given.items() if source})
+        if outboxes is not None:
+            self._outboxes = outboxes
+
+    # ------------------------------------------------------------------ timing
+
+    async def timed(self, sending: Awaitable[None]) -> None:
+        """Await ``sending`` and observe how long it took (for a :meth:`sampled` send)."""
+        started = time.perf_counter()
+        await sending
+        self._send.observe(time.perf_counter() - started)
+
+    def time_until(self, done: Awaitable[None]) -> None:
+        """Observe, in the background, the seconds until ``done`` (a sampled member's
+        drain: its queue handed to the server) completes; nothing if it fails."""
+        task = asyncio.get_running_loop().create_task(self._time_until(done))
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+        if inspect.iscoroutine(done):
+            # Cancelled before it ran (stop()): close what it would have awaited.
+            task.add_done_callback(lambda _: done.close())
+
+    async def _time_until(self, done: Awaitable[None]) -> None:
+        started = time.perf_counter()
+        try:
+            await done
+        except Exception:
+            return
+        self._send.observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------------ flushing
 
@@ -367,24 +408,47 @@ class Metrics:
                 self._flushed[name] = total
         self._connections.set(self.open_connections)
         for name, source in self._sources.items():
-            try:
-                value = float(source())
-            except Exception:
-                if name not in self._failed_sources:
-                    self._failed_sources.add(name)
-                    logger.exception("Reading the %r metric failed; it keeps its last value", name)
+            value = self._read(name, source)
+            if value is None:
                 continue
-            if name == "layer_reconnects":
-                self._add_reconnects(int(value))
+            counter = self._watched_totals.get(name)
+            if counter is not None:
+                self._add_total(name, counter, int(value))
             else:
                 self._gauges[name].set(value)
+        outboxes = self._outboxes
+        if outboxes is not None:
+            self._observe_outboxes(outboxes)
 
-    def _add_reconnects(self, total: int) -> None:
-        last = self._flushed.get("layer_reconnects", 0)
-        delta = total - last if total >= last else total  # a new layer counts from 0
+    def _read(self, name: str, source: Callable[[], float]) -> float | None:
+        try:
+            return float(source())
+        except Exception:
+            self._source_failed(name)
+            return None
+
+    def _source_failed(self, name: str) -> None:
+        if name not in self._failed_sources:
+            self._failed_sources.add(name)
+            logger.exception("Reading the %r metric failed; it keeps its last value", name)
+
+    def _add_total(self, name: str, counter: Counter, total: int) -> None:
+        last = self._flushed.get(name, 0)
+        delta = total - last if total >= last else total  # a new count starts from 0
         if delta:
-            self._reconnects.inc(delta)
-        self._flushed["layer_reconnects"] = total
+            counter.inc(delta)
+        self._flushed[name] = total
+
+    def _observe_outboxes(self, outboxes: Callable[[], Iterable[tuple[int, int]]]) -> None:
+        depth, buffered = self._depth.observe, self._write_buffer.observe
+        try:
+            for queued, buffer_bytes in outboxes():
+                if queued:
+                    depth(queued)
+                if buffer_bytes:
+                    buffered(buffer_bytes)
+        except Exception:
+            self._source_failed("outboxes")
 
     async def start(self) -> None:
         """Flush every :attr:`flush_interval` seconds until :meth:`stop` (app startup)."""
@@ -398,6 +462,8 @@ class Metrics:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for timer in list(self._timers):
+            timer.cancel()
         self.flush()
         if self.multiprocess_dir is not None:
             mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
@@ -405,7 +471,10 @@ class Metrics:
     async def _flush_forever(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a metric must never take the server down with it
+                logger.exception("Flushing metrics failed; retrying at the next interval")
 
     # ------------------------------------------------------------------ exposition
 

@@ -335,7 +335,9 @@ class _LoopTransport(httpx.BaseTransport):
         async def run() -> httpx.Response:
             request.stream = httpx.ByteStream(request.read())
             response = await self._transport.handle_async_request(request)
-            body = await response.aread()
+            # The raw (still encoded) body: the Response below decodes it once, by its
+            # content-encoding (a gzip body decoded here would be decoded twice).
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
             return httpx.Response(
                 response.status_code, headers=response.headers, content=body, request=request
             )

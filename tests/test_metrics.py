@@ -3,6 +3,7 @@ multiprocess mode with real worker processes (sums, dead workers, a clean start)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -100,7 +101,7 @@ def test_hooks_show_in_the_exposition() -> None:
     metrics.broadcast_published()
     metrics.delivered(members=100, nbytes=20)
     metrics.evicted("outbox_full")
-    metrics.dropped(3)
+    metrics.watch(dropped=lambda: 3)
     metrics.outbox_depth(5)
     metrics.write_buffer(5000)
     metrics.send_seconds(0.002)
@@ -198,15 +199,67 @@ def test_watched_state_is_read_at_flush(caplog: pytest.LogCaptureFixture) -> Non
     assert (read("nexios_groups"), read("nexios_layer_up")) == (2, 0)
 
 
-def test_layer_reconnects_follow_the_layers_own_count() -> None:
+@pytest.mark.parametrize(
+    ("source", "metric"),
+    [
+        ("layer_reconnects", "nexios_layer_reconnects_total"),
+        ("dropped", "nexios_outbox_drops_total"),
+    ],
+)
+def test_watched_totals_follow_their_owners_count(source: str, metric: str) -> None:
     metrics = Metrics()
     count = {"n": 0}
-    metrics.watch(layer_reconnects=lambda: count["n"])
+    metrics.watch(**{source: lambda: count["n"]})
     read = metrics.registry.get_sample_value
     for n, expected in ((0, 0), (2, 2), (2, 2), (5, 5), (1, 6)):  # 1: a new layer object
         count["n"] = n
         metrics.flush()
-        assert read("nexios_layer_reconnects_total") == expected
+        assert read(metric) == expected
+
+
+def test_outboxes_are_sampled_into_histograms_at_flush() -> None:
+    metrics = Metrics()
+    outboxes = [(0, 0), (3, 0), (0, 5000), (700, 2_000_000)]
+    metrics.watch(outboxes=lambda: outboxes)
+    metrics.flush()
+    read = metrics.registry.get_sample_value
+    assert read("nexios_outbox_depth_count") == 2  # empty outboxes are not observed
+    assert read("nexios_outbox_depth_bucket", {"le": "4.0"}) == 1
+    assert read("nexios_outbox_depth_bucket", {"le": "512.0"}) == 1
+    assert read("nexios_outbox_depth_bucket", {"le": "1024.0"}) == 2
+    assert read("nexios_write_buffer_bytes_count") == 2
+    assert read("nexios_write_buffer_bytes_bucket", {"le": "16384.0"}) == 1
+
+
+@pytest.mark.anyio
+async def test_timed_sends_and_background_timers_observe_send_seconds() -> None:
+    metrics = Metrics()
+    gate = asyncio.Event()
+
+    async def send() -> None:
+        await gate.wait()
+
+    metrics.time_until(send())
+    timed = asyncio.ensure_future(metrics.timed(send()))
+    await asyncio.sleep(0)
+    assert metrics.registry.get_sample_value("nexios_send_seconds_count") == 0
+    gate.set()
+    await timed
+    with anyio.fail_after(5):
+        while metrics.registry.get_sample_value("nexios_send_seconds_count") != 2:
+            await asyncio.sleep(0)
+
+    async def fails() -> None:
+        raise OSError("peer gone")
+
+    metrics.time_until(fails())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert metrics.registry.get_sample_value("nexios_send_seconds_count") == 2
+    metrics.time_until(send())  # still pending at stop: cancelled, its coroutine closed
+    gate.clear()
+    await metrics.stop()
+    assert metrics.registry.get_sample_value("nexios_send_seconds_count") == 2
 
 
 def test_a_failing_source_is_logged_once_and_keeps_its_value(

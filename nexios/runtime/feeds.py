@@ -151,6 +151,7 @@ class GroupFeed:
                 self.group,
                 self.epoch,
                 epoch,
+                extra={"group": self.group, "reason": "epoch_changed"},
             )
         self.epoch, self.last = epoch, 0
         self._held = {seq: f for seq, f in self._held.items() if f.epoch == epoch}
@@ -187,6 +188,7 @@ class GroupFeed:
             self.group,
             self.last + 1,
             last_seq,
+            extra={"group": self.group, "reason": reason},
         )
         self.last = max(self.last, last_seq)
         self._wake()
@@ -205,7 +207,11 @@ class GroupFeed:
         if self.epoch:
             self._retired.add(self.epoch)
             self._resync(self.group, Resync("epoch_changed", "", 0))
-            logger.warning("Group %r: history lost its numbering; members told", self.group)
+            logger.warning(
+                "Group %r: history lost its numbering; members told",
+                self.group,
+                extra={"group": self.group, "reason": "epoch_changed"},
+            )
         self.epoch, self.last = "", 0
         self._held.clear()
 
@@ -235,7 +241,12 @@ class GroupFeed:
                     self.group, self.last, min(upto - self.last, REPAIR_BATCH), self.epoch
                 )
             except ChannelError as error:
-                logger.warning("Group %r: gap repair could not read history: %s", self.group, error)
+                logger.warning(
+                    "Group %r: gap repair could not read history: %s",
+                    self.group,
+                    error,
+                    extra={"group": self.group},
+                )
                 attempts += 1
                 if attempts >= _REPAIR_ATTEMPTS:
                     return  # the link's return (on_link) or the next message tries again

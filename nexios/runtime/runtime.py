@@ -26,6 +26,7 @@ import contextvars
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from nexios.exceptions import ChannelError, ConfigurationError, GroupAccessDenie
 from nexios.framing import FrameSet, encode_payload
 from nexios.history.base import HistoryEntry, HistoryPage, HistoryStore
 from nexios.layers.base import ChannelLayer, LayerHealth, PublishResult, WireMessage
+from nexios.metrics import Metrics
 from nexios.runtime.channel import Channel, encode_metadata
 from nexios.runtime.feeds import GroupFeed, Resync
 from nexios.runtime.presence import PresenceMember, member_from_record, presence_info
@@ -50,9 +52,11 @@ from nexios.runtime.settings import ChannelSettings, SettingsOverrides
 __all__ = [
     "MAX_GROUP_NAME_BYTES",
     "MAX_REPLAY",
+    "PROCESS_DIRECTORY",
     "ChannelsRuntime",
     "GroupPolicy",
     "JoinResult",
+    "Readiness",
     "RuntimeStats",
     "SendResult",
     "check_group_name",
@@ -75,9 +79,14 @@ _CATCH_UP_BOUND = 5.0
 """Seconds a joining member waits for this process to catch up with its ``since``."""
 
 _DEADLINE_CHECK = 0.25
+_DEADLINE_MISSED = "send deadline missed: client too slow"
 _EXPIRY_CHECK = 1.0
 _STOP_BOUND = 3.0
 """Seconds each shutdown step may take before it is abandoned."""
+
+PROCESS_DIRECTORY = "\x00nexios:processes"
+"""The reserved group whose presence entries are the server processes themselves
+(:meth:`ChannelsRuntime.announce`); the NUL byte keeps it apart from any group an app names."""
 
 _current: contextvars.ContextVar[ChannelsRuntime | None] = contextvars.ContextVar(
     "nexios_channels_runtime", default=None
@@ -167,6 +176,19 @@ class RuntimeStats:
     dropped: int
 
 
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What :meth:`ChannelsRuntime.check_ready` found: each dependency's problem, or None."""
+
+    channel_layer: str | None
+    history: str | None
+
+    @property
+    def ready(self) -> bool:
+        """True when the channel layer and the history store both answered."""
+        return self.channel_layer is None and self.history is None
+
+
 class ChannelsRuntime:
     """Groups, fan-out, presence and history for one app (see the module docstring)."""
 
@@ -200,6 +222,12 @@ class ChannelsRuntime:
         self._layer_failed_at_stop = False
         self._jitter = 0.0
         self.evictions = 0
+        self.dropped = 0
+        """Messages dropped by ``DROP_*`` outbox policies since this runtime was made."""
+        self.metrics: Metrics | None = None
+        """Counts what this runtime does, when set (the app sets it when metrics are on)."""
+        self.process_id = uuid.uuid4().hex
+        """This runtime's entry in the process directory (:meth:`announce`)."""
 
     # ------------------------------------------------------------------ settings
 
@@ -419,6 +447,8 @@ class ChannelsRuntime:
             await self._drop(channel, group)
             raise
         await self._emit("channel.join", group, channel.uuid, channel.metadata, "joined")
+        if since is not None and self.metrics is not None:
+            self.metrics.recovered(result.complete)
         return result
 
     def _add_local(self, channel: Channel, group: str, info: bytes) -> None:
@@ -515,9 +545,13 @@ class ChannelsRuntime:
             settings.outbox,
             lambda failed, code, reason: self._on_sender_failure(channel, code, reason),
             self._scheduler,
+            self._count_drops,
         )
         channel.sender = sender
         channel.websocket.sender = sender
+
+    def _count_drops(self, count: int) -> None:
+        self.dropped += count
 
     async def leave(self, channel: Channel, group: str, reason: str = "left") -> bool:
         """Remove ``channel`` from ``group``. False when it was not a member."""
@@ -604,12 +638,17 @@ class ChannelsRuntime:
             channel.leave_reason = "evicted"
             close_code = code
             self.evictions += 1
+            if self.metrics is not None:
+                self.metrics.evicted(
+                    "send_timeout" if reason == _DEADLINE_MISSED else "outbox_full"
+                )
             logger.warning(
                 "Evicting channel %s from %s (%s); closing with %d",
                 channel.uuid,
                 sorted(channel.groups),
                 reason,
                 code,
+                extra={"connection_id": channel.uuid, "close_code": code, "reason": "evicted"},
             )
         # Membership never changes inside the fan-out loop that noticed the failure.
         self._spawn(
@@ -649,24 +688,38 @@ class ChannelsRuntime:
         if seq_field is not None:
             _check_seq_field(payload, kind, seq_field, save_history)
         await self.ensure_started()
-        if save_history:
-            saved = await self.layer.publish_saved(
-                group,
-                kind,
-                data,
-                history=self.history,
-                seq_field=seq_field,
-                idempotency_key=idempotency_key,
-            )
-            return self._delivered_saved(group, saved)
-        message = WireMessage(kind, data)
-        if idempotency_key is not None:
-            once = await self.layer.publish_once(group, message, idempotency_key=idempotency_key)
-            if once.duplicate:
-                return SendResult(True, duplicate=True)
-            elsewhere = once.receivers
-        else:
-            elsewhere = await self.layer.publish(group, message)
+        metrics = self.metrics
+        try:
+            if save_history:
+                started = time.perf_counter() if metrics is not None else 0.0
+                saved = await self.layer.publish_saved(
+                    group,
+                    kind,
+                    data,
+                    history=self.history,
+                    seq_field=seq_field,
+                    idempotency_key=idempotency_key,
+                )
+                if metrics is not None and not saved.duplicate:
+                    metrics.history_appended(time.perf_counter() - started)
+                    metrics.broadcast_published()
+                return self._delivered_saved(group, saved)
+            message = WireMessage(kind, data)
+            if idempotency_key is not None:
+                once = await self.layer.publish_once(
+                    group, message, idempotency_key=idempotency_key
+                )
+                if once.duplicate:
+                    return SendResult(True, duplicate=True)
+                elsewhere = once.receivers
+            else:
+                elsewhere = await self.layer.publish(group, message)
+        except ChannelError:
+            if metrics is not None:
+                metrics.publish_failed()
+            raise
+        if metrics is not None:
+            metrics.broadcast_published()
         local = self._pass_on_unsaved(group, FrameSet(kind, data, group=group))
         return SendResult(local or elsewhere > 0)
 
@@ -699,6 +752,11 @@ class ChannelsRuntime:
             sender = channel.sender
             if sender is not None and sender.put(frames.get(channel.frame_key, channel.framer)):
                 queued += 1
+        metrics = self.metrics
+        if metrics is not None and queued:
+            metrics.delivered(queued, len(frames.data))
+            if metrics.sampled() and sender is not None and not sender.closed:
+                metrics.time_until(sender.drain())
         return queued
 
     def _on_remote_message(self, group: str, message: WireMessage) -> None:
@@ -738,7 +796,12 @@ class ChannelsRuntime:
             try:
                 position = await self.history.read(group, limit=0)
             except ChannelError as error:
-                logger.warning("Catching up %r after the link came back failed: %s", group, error)
+                logger.warning(
+                    "Catching up %r after the link came back failed: %s",
+                    group,
+                    error,
+                    extra={"group": group},
+                )
                 continue
             if feed is not self.feeds.get(group):
                 continue
@@ -808,6 +871,54 @@ class ChannelsRuntime:
         """The channel layer's health, or None before the runtime started."""
         return self._layer.health() if self._layer is not None else None
 
+    async def check_ready(self, within: float = 2.0) -> Readiness:
+        """Ask the channel layer and the history store for an answer, each within
+        ``within`` seconds (a read each, nothing written): a problem, in words, for each
+        one that did not answer. Starts the runtime if it never started (a server
+        without lifespan); a stopped one (shutdown) is not ready."""
+        if not self.started and self._stopping:
+            stopped = "the channels runtime has stopped (the app is shutting down)"
+            return Readiness(stopped, stopped)
+        try:
+            async with asyncio.timeout(within):
+                await self.ensure_started()
+        except (TimeoutError, ChannelError, ConfigurationError) as error:
+            reason = str(error) or f"no answer within {within:g} s"
+            problem = f"the channels runtime could not start: {reason}"
+            return Readiness(problem, problem)
+        layer, history = await asyncio.gather(
+            _problem_of(self._probe_layer(), within), _problem_of(self._probe_history(), within)
+        )
+        return Readiness(layer, history)
+
+    async def _probe_layer(self) -> None:
+        health = self.layer.health()
+        if not health.connected:
+            raise ChannelError(
+                f"the link to {health.url} is down ({health.last_error or 'no reason'})"
+            )
+        await self.layer.presence_list(PROCESS_DIRECTORY)
+
+    async def _probe_history(self) -> None:
+        await self.history.read(PROCESS_DIRECTORY, limit=0)
+
+    async def announce(self, info: bytes, ttl: float) -> None:
+        """Put (or refresh) this process's entry in the process directory for ``ttl``
+        seconds; :meth:`processes` reads every process's entry (the dashboard's view)."""
+        await self.ensure_started()
+        await self.layer.presence_add(PROCESS_DIRECTORY, self.process_id, info, ttl)
+
+    async def withdraw(self) -> None:
+        """Remove this process's directory entry (before the runtime stops)."""
+        if self.started:
+            await self.layer.presence_remove(PROCESS_DIRECTORY, self.process_id)
+
+    async def processes(self) -> dict[str, bytes]:
+        """Every live process's last :meth:`announce`, by :attr:`process_id`."""
+        await self.ensure_started()
+        records = await self.layer.presence_list(PROCESS_DIRECTORY)
+        return {record.channel_id: record.info for record in records}
+
     def stats(self) -> RuntimeStats:
         kinds: dict[str, int] = {}
         depth = size = dropped = 0
@@ -871,14 +982,17 @@ class ChannelsRuntime:
         for channel in list(self.channels.values()):
             sender: Sender | None = channel.sender
             if sender is not None and not sender.closed and sender.overdue(now):
-                self._on_sender_failure(
-                    channel, EVICTION_CLOSE_CODE, "send deadline missed: client too slow"
-                )
+                self._on_sender_failure(channel, EVICTION_CLOSE_CODE, _DEADLINE_MISSED)
 
     async def _close_expired(self) -> None:
         for channel in list(self.channels.values()):
             if channel.is_expired():
-                logger.info("Channel %s expired after %ss idle", channel.uuid, channel.expires)
+                logger.info(
+                    "Channel %s expired after %ss idle",
+                    channel.uuid,
+                    channel.expires,
+                    extra={"connection_id": channel.uuid, "close_code": 1000, "reason": "expired"},
+                )
                 await self.forget(
                     channel, reason="expired", close_code=1000, close_reason="channel expired"
                 )
@@ -893,6 +1007,8 @@ class ChannelsRuntime:
             logger.warning("Presence heartbeat failed: %s", error)
             return
         for record in reaped:
+            if record.group == PROCESS_DIRECTORY:
+                continue  # a process that died: not a member leaving a group
             member = member_from_record(record)
             await self._emit(
                 "channel.leave", member.group, member.channel_id, member.metadata, "expired"
@@ -919,6 +1035,18 @@ def _check_seq_field(payload: Any, kind: str, seq_field: str, save_history: bool
         raise ConfigurationError(
             f"The payload already has a {seq_field!r} key; choose another seq_field."
         )
+
+
+async def _problem_of(probe: Awaitable[None], within: float) -> str | None:
+    """None when ``probe`` completes within ``within`` seconds, else what went wrong."""
+    try:
+        async with asyncio.timeout(within):
+            await probe
+    except TimeoutError:
+        return f"no answer within {within:g} s"
+    except ChannelError as error:
+        return str(error)
+    return None
 
 
 async def _bounded(step: Awaitable[Any], what: str) -> None:

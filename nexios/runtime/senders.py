@@ -50,6 +50,7 @@ __all__ = [
     "EVICTION_CLOSE_CODE",
     "HIGH_WATER",
     "AsgiSender",
+    "DropCounter",
     "FlushScheduler",
     "FrameSender",
     "FrameSink",
@@ -71,6 +72,9 @@ CLOSE_BOUND = 2.0
 
 SenderFailure = Callable[["Sender", int, str], None]
 """``on_failure(sender, code, reason)``: 1013 to evict the member, 1006 when it is gone."""
+
+DropCounter = Callable[[int], None]
+"""``on_drop(count)``: ``count`` more messages were dropped by a ``DROP_*`` policy."""
 
 
 class OverflowPolicy(enum.Enum):
@@ -121,10 +125,17 @@ class Sender(abc.ABC):
     kind: str
     """``"asgi"`` or ``"frames"``."""
 
-    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        limits: OutboxLimits,
+        on_failure: SenderFailure,
+        on_drop: DropCounter | None = None,
+    ) -> None:
         self.ws = ws
         self.limits = limits
         self._on_failure = on_failure
+        self._on_drop = on_drop
         self.dropped = 0
         """Messages dropped by a ``DROP_*`` policy."""
         self.closed = False
@@ -182,8 +193,13 @@ class Sender(abc.ABC):
             return False
         if policy is OverflowPolicy.DROP_OLDEST and self._drop_oldest_for(size):
             return True
-        self.dropped += 1
+        self._count_drop()
         return False
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        if self._on_drop is not None:
+            self._on_drop(1)
 
     @abc.abstractmethod
     def _drop_oldest_for(self, size: int) -> bool:
@@ -202,8 +218,14 @@ class AsgiSender(Sender):
 
     kind = "asgi"
 
-    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
-        super().__init__(ws, limits, on_failure)
+    def __init__(
+        self,
+        ws: WebSocket,
+        limits: OutboxLimits,
+        on_failure: SenderFailure,
+        on_drop: DropCounter | None = None,
+    ) -> None:
+        super().__init__(ws, limits, on_failure, on_drop)
         self._queue: deque[Frame] = deque()
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
@@ -252,7 +274,7 @@ class AsgiSender(Sender):
             len(queue) >= limits.max_messages or self._bytes + size > limits.max_bytes
         ):
             self._bytes -= queue.popleft().size
-            self.dropped += 1
+            self._count_drop()
         return True
 
     async def _run(self) -> None:
@@ -340,8 +362,9 @@ class FrameSender(Sender):
         limits: OutboxLimits,
         on_failure: SenderFailure,
         scheduler: FlushScheduler,
+        on_drop: DropCounter | None = None,
     ) -> None:
-        super().__init__(ws, limits, on_failure)
+        super().__init__(ws, limits, on_failure, on_drop)
         self.sink = sink
         self._scheduler = scheduler
         self._queue: deque[bytes] = deque()
@@ -394,7 +417,7 @@ class FrameSender(Sender):
             len(queue) >= limits.max_messages or self._bytes + backlog + size > limits.max_bytes
         ):
             self._bytes -= len(queue.popleft())
-            self.dropped += 1
+            self._count_drop()
         return len(queue) < limits.max_messages and self._bytes + backlog + size <= limits.max_bytes
 
     def flush(self) -> None:
@@ -485,9 +508,10 @@ def sender_for(
     limits: OutboxLimits,
     on_failure: SenderFailure,
     scheduler: FlushScheduler,
+    on_drop: DropCounter | None = None,
 ) -> Sender:
     """The sender for ``ws``: frames when the server offers a sink, ASGI messages otherwise."""
     sink: Any = ws.scope.get("extensions", {}).get("nexios.frames")
     if sink is not None:
-        return FrameSender(ws, sink, limits, on_failure, scheduler)
-    return AsgiSender(ws, limits, on_failure)
+        return FrameSender(ws, sink, limits, on_failure, scheduler, on_drop)
+    return AsgiSender(ws, limits, on_failure, on_drop)

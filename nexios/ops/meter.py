@@ -1,0 +1,99 @@
+"""Counting one connection's messages for :mod:`nexios.metrics`, at the least cost.
+
+With metrics off, nothing here runs and the connection's receive and send paths are
+exactly what they are without this module. With metrics on, a connection gets:
+
+- a :class:`MeteredLimiter` as its message limiter: the connection already calls its
+  limiter's ``check`` once per received message (size and rate limits), so counting
+  the message there adds no call to the receive path when limits are on (the default),
+  and one call when they are off;
+- the ASGI ``send`` wrapped by :meth:`ConnectionMeter.send`: a plain function (no
+  coroutine of its own) that counts ``websocket.send`` messages, notes the accept, and
+  returns the server's awaitable; one send in :data:`~nexios.metrics.SAMPLE_EVERY` is
+  timed.
+
+Group deliveries do not pass through here: members' senders hand frames to the server
+(or its frame sink) directly, and the runtime counts them once per group message
+(:meth:`Metrics.delivered <nexios.metrics.Metrics.delivered>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nexios.limits import Limits, MessageLimiter
+from nexios.metrics import SAMPLE_EVERY, Metrics
+
+__all__ = ["ConnectionMeter", "MeteredLimiter"]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_SEND = "websocket.send"
+_ACCEPT = "websocket.accept"
+_UNLIMITED = Limits.unlimited()
+
+
+class MeteredLimiter(MessageLimiter):
+    """A :class:`~nexios.limits.MessageLimiter` that also counts what it checks."""
+
+    __slots__ = ("_limited", "_metrics")
+
+    def __init__(self, limits: Limits, metrics: Metrics) -> None:
+        super().__init__(limits if limits.per_message else _UNLIMITED)
+        self._limited = limits.per_message
+        self._metrics = metrics
+
+    def check(self, message: dict[str, Any]) -> bool:
+        """Count one received message and its payload bytes; then apply the limits."""
+        metrics = self._metrics
+        metrics.received_messages += 1
+        data = message.get("text")
+        if data is None:
+            metrics.received_bytes += len(message.get("bytes") or b"")
+        else:
+            # str.isascii() is O(1) in CPython: only non-ASCII text is encoded to count it.
+            metrics.received_bytes += len(data) if data.isascii() else len(data.encode())
+        return self._limited and MessageLimiter.check(self, message)
+
+
+class ConnectionMeter:
+    """Counts for one connection: built by the app per handshake when metrics are on."""
+
+    __slots__ = ("_metrics", "_send", "_tick", "accepted")
+
+    def __init__(self, metrics: Metrics, send: Send) -> None:
+        self._metrics = metrics
+        self._send = send
+        self._tick = 0
+        self.accepted = False
+        """True once the handshake was accepted (the app then counts the close)."""
+
+    def limiter(self, limits: Limits) -> MeteredLimiter:
+        """The connection's limiter: ``limits`` applied, every message counted."""
+        return MeteredLimiter(limits, self._metrics)
+
+    def send(self, message: dict[str, Any]) -> Awaitable[None]:
+        """The ASGI ``send`` to give the connection: counts, then hands ``message`` on."""
+        kind = message["type"]
+        if kind == _SEND:
+            metrics = self._metrics
+            metrics.sent_messages += 1
+            data = message.get("text")
+            if data is None:
+                metrics.sent_bytes += len(message.get("bytes") or b"")
+            else:
+                metrics.sent_bytes += len(data) if data.isascii() else len(data.encode())
+            self._tick += 1
+            if self._tick % SAMPLE_EVERY == 0:
+                return metrics.timed(self._send(message))
+        elif kind == _ACCEPT and not self.accepted:
+            self.accepted = True
+            self._metrics.connection_opened()
+        return self._send(message)
+
+    def closed(self, code: int | None) -> None:
+        """The connection ended (after an accept) with ``code``."""
+        if self.accepted:
+            self.accepted = False
+            self._metrics.connection_closed(code)
