@@ -10,8 +10,9 @@ Deployment options keep uvicorn's names, meanings and defaults: binding (``--uds
 client, so the per-address connection limit counts real clients), the app (``--factory``,
 ``--app-dir``, ``--env-file``, ``--root-path``), HTTP (``--timeout-keep-alive``,
 ``--limit-concurrency``, ``--header``...) and logs (``--access-log/--no-access-log``,
-``--log-config``); plus ``--log-format json`` (see :mod:`nexios.logs`). See
-``docs/deployment.md``.
+``--log-config``); plus ``--log-format json`` (see :mod:`nexios.logs`) and ``--metrics``
+(Prometheus metrics at ``/metrics``, summed over ``--workers``: see
+:mod:`nexios.metrics`). See ``docs/deployment.md`` and ``docs/operations.md``.
 
 Safety defaults: the server refuses WebSocket messages over ``--ws-max-size`` (1 MiB,
 close 1009) before the app buffers them; the framework's own, tighter limit
@@ -27,6 +28,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import shutil
 import ssl
 import sys
 from collections.abc import Sequence
@@ -38,6 +40,7 @@ from dotenv import load_dotenv
 from uvicorn.config import SSL_PROTOCOL_VERSION
 
 from nexios.logs import LOG_FORMATS, JSONFormatter, RedactCredentialsFilter, log_config
+from nexios.metrics import MULTIPROC_ENV, multiprocess_dir, prepare_multiprocess_dir
 
 __all__ = [
     "DEFAULT_WS_MAX_SIZE",
@@ -75,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_proxy_options(run)
     _add_tls_options(run)
     _add_log_options(run)
+    _add_metrics_options(run)
     return parser
 
 
@@ -352,6 +356,25 @@ def _log_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- metrics
+
+
+def _add_metrics_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("metrics")
+    group.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics (sets NEXIOS_METRICS=1); with --workers "
+        "every worker's metrics are summed",
+    )
+    group.add_argument(
+        "--metrics-dir",
+        default=None,
+        help="with --workers: the folder the workers share their metrics in, emptied at "
+        f"start (default ${MULTIPROC_ENV}, else a new temporary folder)",
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -378,6 +401,8 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     bad_headers = [text for text in args.headers if ":" not in text]
     if bad_headers:
         return f"--header takes NAME:VALUE, got {bad_headers[0]!r}"
+    if args.metrics_dir and not args.metrics:
+        return "--metrics-dir is where --metrics keeps the workers' metrics: add --metrics"
     return None
 
 
@@ -400,7 +425,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem:
             parser.error(problem)
         _prepare_environment(args)
-        uvicorn.run(args.app, **server_options(args))
+        made = _prepare_metrics(args)
+        try:
+            uvicorn.run(args.app, **server_options(args))
+        finally:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
     return 0
 
 
@@ -414,6 +444,33 @@ def _prepare_environment(args: argparse.Namespace) -> None:
     warning = workers_warning(workers, os.environ.get("NEXIOS_CHANNELS_URL"))
     if warning:
         print(_as_log_line(warning, args.log_format), file=sys.stderr)
+
+
+def _prepare_metrics(args: argparse.Namespace) -> str | None:
+    """``--metrics``: turn metrics on in the app; for several workers, give them a clean
+    shared folder. Returns the folder if this call made it (removed at exit)."""
+    if not args.metrics:
+        return None
+    os.environ["NEXIOS_METRICS"] = "1"
+    workers = args.workers or int(os.environ.get("WEB_CONCURRENCY") or 1)
+    given = args.metrics_dir or multiprocess_dir()
+    if workers > 1 or given:
+        # Workers are new interpreters: they see the variable before importing anything.
+        # One process (no --workers) that already had the variable set at its start is
+        # in multiprocess mode too, and gets its folder emptied likewise.
+        if workers == 1 and args.metrics_dir and not multiprocess_dir():
+            print(
+                _as_log_line(
+                    "nexios: --metrics-dir is used with --workers N; one process keeps its "
+                    "metrics in memory",
+                    args.log_format,
+                ),
+                file=sys.stderr,
+            )
+            return None
+        folder = prepare_multiprocess_dir(given)
+        return None if given else str(folder)
+    return None
 
 
 def _as_log_line(message: str, log_format: str) -> str:
