@@ -82,6 +82,7 @@ def test_processes_are_added_up_and_their_series_aligned_by_second() -> None:
     }
     rates = combined["rates"]
     assert rates["end"] == 999
+    assert rates["first"] == 999 - SERIES_SECONDS + 1  # no start known: the whole window
     assert len(rates["in"]) == SERIES_SECONDS
     assert rates["in"][-2:] == [5, 7] and rates["out"][-2:] == [7, 10]
     assert rates["evicted"][-1] == 1 and sum(rates["in"]) == 12
@@ -92,6 +93,11 @@ def test_processes_are_added_up_and_their_series_aligned_by_second() -> None:
     ]
     assert [p["pid"] for p in combined["processes"]] == [1, 2]
     assert "series" not in combined["processes"][0]
+
+
+def test_the_chart_starts_with_the_oldest_process() -> None:
+    combined = combine([snapshot(1, started=990.2), snapshot(2, started=995.0)], 1000.5)
+    assert (combined["rates"]["first"], combined["rates"]["end"]) == (990, 999)
 
 
 def test_entries_that_are_not_snapshots_are_skipped() -> None:

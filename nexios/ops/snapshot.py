@@ -153,10 +153,13 @@ def combine(snapshots: Iterable[dict[str, Any]], now: float, top: int = 10) -> d
         for name, count in snapshot.get("largest_groups", ()):
             members[name] = members.get(name, 0) + int(count)
     largest = sorted(members.items(), key=lambda item: (-item[1], item[0]))[:top]
+    # The chart starts when the oldest process did, if that is within its window.
+    started = min((int(s.get("started", 0)) for s in processes), default=end)
+    first = min(end, max(end - SERIES_SECONDS + 1, started))
     return {
         "at": now,
         "totals": totals,
-        "rates": {"end": end, **rates},
+        "rates": {"first": first, "end": end, **rates},
         "largest_groups": [{"name": name, "members": count} for name, count in largest],
         "processes": [
             {key: value for key, value in s.items() if key not in ("series", "largest_groups")}

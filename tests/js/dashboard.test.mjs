@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  chartedSeries,
   chartMax,
   chartPoints,
   formatCount,
@@ -10,6 +11,7 @@ import {
   memberLabel,
   presenceSummary,
   recentRate,
+  spanLabel,
 } from "../../nexios/ops/static/dashboard.js";
 
 test("recentRate averages the last seconds", () => {
@@ -61,4 +63,16 @@ test("layerSummary says up or down, and why when down", () => {
   });
   assert.equal(down.text, "redis://r:6379/0 down · 1 reconnect · Connection refused");
   assert.equal(down.up, false);
+});
+
+test("the chart starts when the oldest process did, within the window", () => {
+  const rates = { first: 95, end: 99, in: [9, 9, 1, 2, 3, 4, 5], out: [0, 0, 0, 0, 0, 0, 1] };
+  assert.deepEqual(chartedSeries(rates), {
+    in: [1, 2, 3, 4, 5],
+    out: [0, 0, 0, 0, 1],
+    seconds: 5,
+  });
+  assert.equal(chartedSeries({ ...rates, first: 99 }).seconds, 2); // a line needs 2 points
+  assert.equal(spanLabel(42), "last 42 s");
+  assert.equal(spanLabel(300), "last 5 min");
 });

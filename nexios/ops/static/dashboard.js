@@ -93,6 +93,18 @@ function row(cells) {
   return tr;
 }
 
+/** The part of the per-second series to chart: since `rates.first` (the oldest process's
+ * start, within the window), at least two points. */
+export function chartedSeries(rates) {
+  const shown = Math.max(2, rates.end - rates.first + 1);
+  return { in: rates.in.slice(-shown), out: rates.out.slice(-shown), seconds: shown };
+}
+
+/** "last 42 s", "last 3 min". */
+export function spanLabel(seconds) {
+  return seconds < 120 ? `last ${seconds} s` : `last ${Math.round(seconds / 60)} min`;
+}
+
 function render(stats) {
   const { totals, rates } = stats;
   setStat("connections", totals.connections);
@@ -102,10 +114,12 @@ function render(stats) {
   setStat("rate_in", recentRate(rates.in));
   setStat("rate_out", recentRate(rates.out));
 
-  const max = chartMax(rates.in, rates.out);
-  document.getElementById("line-in").setAttribute("points", chartPoints(rates.in, max));
-  document.getElementById("line-out").setAttribute("points", chartPoints(rates.out, max));
+  const charted = chartedSeries(rates);
+  const max = chartMax(charted.in, charted.out);
+  document.getElementById("line-in").setAttribute("points", chartPoints(charted.in, max));
+  document.getElementById("line-out").setAttribute("points", chartPoints(charted.out, max));
   document.getElementById("chart-max").textContent = formatCount(max);
+  document.getElementById("chart-span").textContent = spanLabel(charted.seconds);
 
   document.getElementById("groups").replaceChildren(
     ...stats.largest_groups.map((group) =>
