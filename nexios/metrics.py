@@ -304,11 +304,13 @@ class Metrics:
     def connection_opened(self) -> None:
         """A handshake was accepted (101 sent)."""
         self.open_connections += 1
+        self._connections.inc()  # at once: a scrape of another worker sees it too
         self._handshake_children["accepted"].inc()
 
     def connection_closed(self, code: int | None) -> None:
         """An accepted connection ended with ``code`` (None: no close frame, 1006)."""
         self.open_connections -= 1
+        self._connections.dec()
         self._closed.labels(close_code_label(code)).inc()
 
     def handshake_refused(self, reason: str) -> None:
@@ -406,7 +408,6 @@ class Metrics:
             if delta:
                 metric.inc(delta)
                 self._flushed[name] = total
-        self._connections.set(self.open_connections)
         for name, source in self._sources.items():
             value = self._read(name, source)
             if value is None:
