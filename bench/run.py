@@ -60,6 +60,9 @@ class App:
     target: str
     ws: str = "websockets-sansio"
     env: dict[str, str] = field(default_factory=dict)
+    root: Path = ROOT
+    """The tree the server runs from (its ``nexios`` and ``bench``): another checkout
+    measures code before a change in the same run."""
 
 
 APPS = [
@@ -224,7 +227,7 @@ class Server:
         env = {**os.environ, **app.env, "PYTHONUNBUFFERED": "1"}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=app.root, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
             wait_port(self.port, self.process, f"{app.name} server")

@@ -9,8 +9,8 @@ exactly what they are without this module. With metrics on, a connection gets:
   and one call when they are off;
 - the ASGI ``send`` wrapped by :meth:`ConnectionMeter.send`: a plain function (no
   coroutine of its own) that counts ``websocket.send`` messages, notes the accept, and
-  returns the server's awaitable; one send in :data:`~nexios.metrics.SAMPLE_EVERY` is
-  timed.
+  returns the server's awaitable; one send in :data:`~nexios.metrics.SAMPLE_EVERY` (of
+  the process's) is timed.
 
 Group deliveries do not pass through here: members' senders hand frames to the server
 (or its frame sink) directly, and the runtime counts them once per group message
@@ -32,6 +32,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _SEND = "websocket.send"
 _ACCEPT = "websocket.accept"
 _UNLIMITED = Limits.unlimited()
+_SAMPLED = SAMPLE_EVERY - 1
+assert SAMPLE_EVERY & _SAMPLED == 0, "SAMPLE_EVERY must be a power of two"
+_limiter_check = MessageLimiter.check
 
 
 class MeteredLimiter(MessageLimiter):
@@ -54,18 +57,17 @@ class MeteredLimiter(MessageLimiter):
         else:
             # str.isascii() is O(1) in CPython: only non-ASCII text is encoded to count it.
             metrics.received_bytes += len(data) if data.isascii() else len(data.encode())
-        return self._limited and MessageLimiter.check(self, message)
+        return self._limited and _limiter_check(self, message)
 
 
 class ConnectionMeter:
     """Counts for one connection: built by the app per handshake when metrics are on."""
 
-    __slots__ = ("_metrics", "_send", "_tick", "accepted")
+    __slots__ = ("_metrics", "_send", "accepted")
 
     def __init__(self, metrics: Metrics, send: Send) -> None:
         self._metrics = metrics
         self._send = send
-        self._tick = 0
         self.accepted = False
         """True once the handshake was accepted (the app then counts the close)."""
 
@@ -78,14 +80,13 @@ class ConnectionMeter:
         kind = message["type"]
         if kind == _SEND:
             metrics = self._metrics
-            metrics.sent_messages += 1
             data = message.get("text")
             if data is None:
                 metrics.sent_bytes += len(message.get("bytes") or b"")
             else:
                 metrics.sent_bytes += len(data) if data.isascii() else len(data.encode())
-            self._tick += 1
-            if self._tick % SAMPLE_EVERY == 0:
+            sent = metrics.sent_messages = metrics.sent_messages + 1
+            if not sent & _SAMPLED:  # one send in SAMPLE_EVERY is timed
                 return metrics.timed(self._send(message))
         elif kind == _ACCEPT and not self.accepted:
             self.accepted = True
