@@ -277,7 +277,7 @@ class NexiosApp(WSRouteRegistry):
             logger.info(
                 "No WebSocket route for %r: handshake refused (403)",
                 scope["path"],
-                extra=_refusal_fields(scope, 403, "unknown_path"),
+                extra=_log_fields(scope, status=403, reason="unknown_path"),
             )
             if metrics is not None:
                 metrics.handshake_refused("unknown_path")
@@ -298,7 +298,7 @@ class NexiosApp(WSRouteRegistry):
                 "WebSocket %s: origin %r not allowed; handshake refused (403)",
                 scope["path"],
                 refused_origin,
-                extra=_refusal_fields(scope, 403, "origin"),
+                extra=_log_fields(scope, status=403, reason="origin"),
             )
             if metrics is not None:
                 metrics.handshake_refused("origin")
@@ -318,7 +318,7 @@ class NexiosApp(WSRouteRegistry):
                     count,
                     max_connections,
                     TOO_MANY_CONNECTIONS_STATUS,
-                    extra=_refusal_fields(scope, TOO_MANY_CONNECTIONS_STATUS, "limit"),
+                    extra=_log_fields(scope, status=TOO_MANY_CONNECTIONS_STATUS, reason="limit"),
                 )
                 if metrics is not None:
                     metrics.handshake_refused("limit")
@@ -372,9 +372,19 @@ class NexiosApp(WSRouteRegistry):
                     # The handler raised WebSocketDisconnect itself: the peer is still there.
                     await _close_after_return(route, ws, _sendable_close_code(outcome.code))
                 else:
-                    logger.debug("WebSocket %s disconnected (%s)", ws.scope["path"], outcome.code)
+                    logger.debug(
+                        "WebSocket %s disconnected (%s)",
+                        ws.scope["path"],
+                        outcome.code,
+                        extra=_log_fields(ws.scope, close_code=outcome.code),
+                    )
             elif isinstance(outcome, asyncio.CancelledError) and ws.kicked:
-                logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
+                logger.debug(
+                    "WebSocket %s ended by %s",
+                    ws.scope["path"],
+                    ws.close_code,
+                    extra=_log_fields(ws.scope, close_code=ws.close_code),
+                )
             elif isinstance(outcome, Exception):
                 await _close_after_crash(route, ws, outcome)
         finally:
@@ -447,6 +457,7 @@ class NexiosApp(WSRouteRegistry):
                         idle,
                         timeout,
                         IDLE_CLOSE_CODE,
+                        extra=_log_fields(ws.scope, close_code=IDLE_CLOSE_CODE, reason="idle"),
                     )
                     ws.end(IDLE_CLOSE_CODE, "idle timeout")
 
@@ -555,13 +566,14 @@ class NexiosApp(WSRouteRegistry):
             raise first_error
 
 
-def _refusal_fields(scope: dict[str, Any], status: int, reason: str) -> dict[str, Any]:
-    """The structured log fields of a refused handshake (see nexios.logs.LOG_FIELDS)."""
+def _log_fields(scope: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """Structured log fields about a connection (see nexios.logs.LOG_FIELDS): its path
+    and client, and ``fields`` (status, close_code, reason...)."""
     client = scope.get("client")
-    fields: dict[str, Any] = {"path": scope["path"], "status": status, "reason": reason}
+    found: dict[str, Any] = {"path": scope.get("path"), **fields}
     if client:
-        fields["client"] = f"{client[0]}:{client[1]}"
-    return fields
+        found["client"] = f"{client[0]}:{client[1]}"
+    return found
 
 
 def _client_host(scope: dict[str, Any]) -> str | None:
@@ -588,6 +600,7 @@ async def _authenticate(auth: WSAuth, ws: WebSocket) -> bool:
             "WebSocket %s: auth hook %s raised; handshake refused (500)",
             path,
             getattr(auth, "__qualname__", type(auth).__name__),
+            extra=_log_fields(ws.scope, status=500, reason="auth"),
         )
         await _refuse(ws, 500, "authentication unavailable")
         return False
@@ -596,7 +609,13 @@ async def _authenticate(auth: WSAuth, ws: WebSocket) -> bool:
             ws.scope["user"] = user
             return True
         status, reason = 401, "authentication required"
-    logger.info("WebSocket %s: authentication failed (%d): %s", path, status, reason)
+    logger.info(
+        "WebSocket %s: authentication failed (%d): %s",
+        path,
+        status,
+        reason,
+        extra=_log_fields(ws.scope, status=status, reason="auth"),
+    )
     await _refuse(ws, status, reason)
     return False
 
@@ -633,6 +652,7 @@ async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket, error: Excep
             _handler_name(route),
             ws.scope["path"],
             exc_info=error,
+            extra=_log_fields(ws.scope, status=403, reason="handler"),
         )
         with contextlib.suppress(Exception):
             await ws.close(1011)
@@ -642,6 +662,7 @@ async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket, error: Excep
         _handler_name(route),
         ws.scope["path"],
         exc_info=error,
+        extra=_log_fields(ws.scope, close_code=1011),
     )
     if state is WebSocketState.CONNECTED:
         with contextlib.suppress(Exception):

@@ -310,12 +310,19 @@ class WebSocket:
         """Close with the broken limit's code, log it once, raise WebSocketDisconnect."""
         code, detail = limits.violation or (1008, "limit exceeded")
         client = self.scope.get("client")
+        where = f"{client[0]}:{client[1]}" if client else "unknown client"
         logger.warning(
             "WebSocket %s from %s: %s; closing with %d",
             self.scope.get("path"),
-            f"{client[0]}:{client[1]}" if client else "unknown client",
+            where,
             detail,
             code,
+            extra={
+                "path": self.scope.get("path"),
+                "client": where,
+                "close_code": code,
+                "reason": "size" if code == 1009 else "rate",
+            },
         )
         reason = "message too big" if code == 1009 else "rate limit exceeded"
         self.end(code, reason)

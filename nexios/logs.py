@@ -47,7 +47,9 @@ LOG_FIELDS: dict[str, str] = {
     "client": 'peer address, "host:port" (the forwarded one behind a trusted proxy)',
     "path": "request path, query values redacted",
     "status": "HTTP status of a response or a refused handshake (int)",
-    "reason": "short machine-readable cause: origin, auth, limit, unknown_path, ...",
+    "reason": "short machine-readable cause: refused handshakes (origin, auth, limit, "
+    "unknown_path, handler), closes (evicted, expired, idle, size, rate), resyncs (gap, "
+    "epoch_changed)",
     "method": "HTTP method (access lines)",
     "http_version": "HTTP version (access lines)",
 }

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import io
 import json
 import logging
 import logging.config
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nexios import NexiosApp, WebSocketDisconnect
+from nexios.limits import Limits
 from nexios.logs import (
     LOG_FIELDS,
     JSONFormatter,
@@ -19,6 +24,9 @@ from nexios.logs import (
     log_config,
     redact_query,
 )
+from nexios.runtime import OutboxLimits
+from nexios.testing import AsyncTestClient
+from nexios.websockets import Channel, ChannelBox, WebSocket
 
 ACCESS = '%s - "%s %s HTTP/%s" %d'
 
@@ -235,3 +243,84 @@ def test_nexios_loggers_at_the_level(level: str, number: int) -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log_format must be one of"):
         log_config("info", "xml")
+
+
+# --------------------------------------------------------------------------- the framework's own
+
+
+def logged_extras() -> list[tuple[str, int, set[str]]]:
+    """(file, line, field names) of every nexios log call passing ``extra=``."""
+    found = []
+    package = Path(__file__).resolve().parents[1] / "nexios"
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg != "extra":
+                    continue
+                value = keyword.value
+                if isinstance(value, ast.Dict):
+                    names = {k.value for k in value.keys if isinstance(k, ast.Constant)}
+                elif isinstance(value, ast.Call):  # a helper: its keyword arguments
+                    names = {k.arg for k in value.keywords if k.arg} | {"path", "client"}
+                else:
+                    continue
+                found.append((path.name, node.lineno, names))
+    return found
+
+
+def test_the_framework_logs_only_documented_fields() -> None:
+    found = logged_extras()
+    assert len(found) >= 15  # refusals, closes, evictions, expiries, resyncs, limits
+    for file, line, names in found:
+        assert names <= set(LOG_FIELDS), (file, line, names - set(LOG_FIELDS))
+
+
+@pytest.mark.anyio
+async def test_refusals_evictions_and_limits_carry_their_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = NexiosApp(
+        allowed_origins=["https://ok.example"],
+        limits=Limits(max_message_size=8),
+        outbox=OutboxLimits(max_messages=1),
+    )
+
+    @app.ws_route("/room")
+    async def room(ws: WebSocket) -> None:
+        await ws.accept()
+        await ChannelBox.add_channel_to_group(Channel(ws, payload_type="text"), "lobby")
+        await ws.send_text("in")
+        async for _ in ws.iter_text():
+            pass
+
+    caplog.set_level(logging.INFO, logger="nexios")
+    async with AsyncTestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect):
+            async with client.websocket_connect("/room", headers={"origin": "https://x.example"}):
+                pass
+        async with client.websocket_connect("/room") as ws:
+            assert await ws.receive_text() == "in"
+            await ws.send_text("far too long")
+            with pytest.raises(WebSocketDisconnect):
+                await ws.receive_text()
+        async with client.websocket_connect("/room") as ws:
+            assert await ws.receive_text() == "in"
+            channel_id = next(iter(app.channels.channels))
+            for i in range(5):  # the test client stops reading: its outbox overflows
+                await ChannelBox.group_send("lobby", f"m{i}")
+            async with asyncio.timeout(5):
+                while app.channels.evictions == 0:
+                    await asyncio.sleep(0.01)
+    fields = [as_json(made) for made in caplog.records]
+    refused = next(f for f in fields if f.get("reason") == "origin")
+    assert (refused["status"], refused["path"], refused["client"]) == (
+        403,
+        "/room",
+        "testclient:50000",
+    )
+    limited = next(f for f in fields if f.get("reason") == "size")
+    assert limited["close_code"] == 1009
+    evicted = next(f for f in fields if f.get("reason") == "evicted")
+    assert (evicted["connection_id"], evicted["close_code"]) == (channel_id, 1013)
