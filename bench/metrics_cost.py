@@ -19,7 +19,11 @@ time per message (µs) is reported: it moves less than throughput when other job
 the machine. The summary gives medians over rounds and the ratios ``on/off`` (the cost
 of metrics) and ``off/before`` (what the hooks cost with metrics off).
 
-``--micro`` adds in-process timings (ns per call, ``timeit``) of the per-message hooks.
+``--inproc N`` adds N interleaved rounds of ``bench/metrics_inproc.py``: the framework's
+own path per message, driven in process by fake servers (echo; fan-out to 1,000 members
+through ASGI and through the frame sink), for each tree and metrics setting — steady
+figures for what metrics add per message, in ns. ``--micro`` adds in-process timings
+(ns per call, ``timeit``) of the per-message hooks alone.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,6 +45,7 @@ from typing import Any
 from bench.run import (
     FRAME_ONCE,
     ROOT,
+    SERVER_CORE,
     App,
     Plan,
     Results,
@@ -194,6 +200,52 @@ def micro() -> dict[str, float]:
     }
 
 
+INPROC = ROOT / "bench" / "metrics_inproc.py"
+INPROC_KINDS = {"echo": 20_000, "fanout": 300, "fanout-frames": 300}
+
+
+def inproc_sample(kind: str, count: int, root: Path, metrics: bool) -> float:
+    """ns per message of one in-process run (best of 5), in ``root``'s tree."""
+    env = {key: value for key, value in os.environ.items() if key != "NEXIOS_METRICS"}
+    if metrics:
+        env["NEXIOS_METRICS"] = "1"
+    done = subprocess.run(
+        [*("taskset", "-c", SERVER_CORE, sys.executable, "-c", INPROC.read_text()), kind]
+        + [str(count), "5"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    ns: float = json.loads(done.stdout.strip().splitlines()[-1])["ns"]
+    return ns
+
+
+def inproc(rounds: int, before: Path, quick: bool) -> dict[str, Any]:
+    """Interleaved rounds of every (kind, row); medians and what metrics add, in ns."""
+    variants = [("before", before, False), ("off", ROOT, False), ("on", ROOT, True)]
+    samples: dict[str, dict[str, list[float]]] = {kind: {} for kind in INPROC_KINDS}
+    for round_index in range(rounds):
+        print(f"in process, round {round_index + 1}/{rounds}", flush=True)
+        for kind, count in INPROC_KINDS.items():
+            for name, root, metrics in variants[round_index % 3 :] + variants[: round_index % 3]:
+                ns = inproc_sample(kind, count // 20 if quick else count, root, metrics)
+                samples[kind].setdefault(name, []).append(ns)
+                print(f"  {kind:<14} {name:<7} {ns:8.1f} ns", flush=True)
+    table = {}
+    for kind, rows in samples.items():
+        median = {name: statistics.median(values) for name, values in rows.items()}
+        table[kind] = {
+            "samples_ns": rows,
+            "median_ns": median,
+            "on_minus_off_ns": median["on"] - median["off"],
+            "off_minus_before_ns": median["off"] - median["before"],
+        }
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true")
@@ -201,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=None, help="the commit of the 'before' rows")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/metrics_cost.json")
     parser.add_argument("--micro", action="store_true", help="add in-process hook timings")
+    parser.add_argument(
+        "--inproc", type=int, default=0, metavar="N", help="add N in-process rounds"
+    )
+    parser.add_argument(
+        "--no-servers", action="store_true", help="skip the server rows (with --inproc)"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else PLAN
     if args.rounds:
@@ -223,10 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with checkout(base) as before, tempfile.TemporaryDirectory(prefix="nexios-bench-") as tmp:
         apps = rows(before)
-        for round_index in range(plan.rounds):
+        for round_index in range(0 if args.no_servers else plan.rounds):
             print(f"round {round_index + 1}/{plan.rounds}", flush=True)
             for app in rotate(apps, round_index):
                 measure(plan, app, results, Path(tmp))
+        if args.inproc:
+            results.data["inproc"] = inproc(args.inproc, before, args.quick)
     results.summarize()
     results.data["summary"] = summary(results.data)
     if args.micro:
@@ -239,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['scenario']:<14} {row['protocol']:<18} "
             f"on/off rate {row['on/off rate']:.3f} cpu {row['on/off cpu']:.3f}   "
             f"off/before rate {row['off/before rate']:.3f} cpu {row['off/before cpu']:.3f}"
+        )
+    for kind, row in results.data.get("inproc", {}).items():
+        median = row["median_ns"]
+        print(
+            f"in process {kind:<14} before {median['before']:7.1f} off {median['off']:7.1f} "
+            f"on {median['on']:7.1f} ns   on-off {row['on_minus_off_ns']:+6.1f} "
+            f"off-before {row['off_minus_before_ns']:+6.1f}"
         )
     for name, value in results.data.get("micro_ns", {}).items():
         print(f"{name:<32} {value:8.1f} ns")

@@ -16,7 +16,7 @@ from nexios.exceptions import ConfigurationError
 from nexios.metrics import MULTIPROC_ENV
 from nexios.ops.dashboard import COOKIE, DASHBOARD_PATH
 from nexios.testing import AsyncTestClient
-from nexios.websockets import Channel, ChannelBox, WebSocket
+from tests.support.ops_app import make_app
 from tests.support.redis import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -32,19 +32,7 @@ def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def room_app(**options: Any) -> NexiosApp:
-    app = NexiosApp(dashboard=TOKEN, **options)
-
-    @app.ws_route("/room/{name}")
-    async def room(ws: WebSocket, name: str) -> None:
-        await ws.accept()
-        user = ws.query_params.get("user", "someone")
-        channel = Channel(ws, payload_type="text", metadata={"name": user})
-        await ChannelBox.add_channel_to_group(channel, name)
-        await ws.send_text("in")
-        async for text in ws.iter_text():
-            await ChannelBox.group_send(name, text)
-
-    return app
+    return make_app(dashboard=TOKEN, **options)
 
 
 async def test_without_the_token_every_path_answers_401_and_nothing_else() -> None:

@@ -59,6 +59,29 @@ def counted_app(**options: Any) -> NexiosApp:
     return app
 
 
+def raw_scope(path: str) -> dict[str, Any]:
+    return {
+        "type": "websocket",
+        "path": path,
+        "query_string": b"",
+        "headers": [],
+        "subprotocols": [],
+    }
+
+
+async def stuck_member(app: NexiosApp, group: str, members: int) -> asyncio.Task[None]:
+    """A member of ``group`` whose sends never complete; returns once the group has
+    ``members`` members. The task ends when the member is closed."""
+    stuck = StuckPeer()
+    await stuck.incoming.put({"type": "websocket.connect"})
+    task = asyncio.create_task(app(raw_scope(f"/room/{group}"), stuck.receive, stuck.send))
+    await stuck.accepted.wait()
+    async with asyncio.timeout(5):
+        while len((await ChannelBox.show_groups()).get(group, ())) < members:
+            await asyncio.sleep(0.01)
+    return task
+
+
 async def scrape(client: AsyncTestClient) -> bytes:
     response = await client.get("/metrics")
     assert response.status_code == 200
@@ -186,20 +209,7 @@ async def test_an_evicted_member_is_counted_by_reason_and_its_close_code() -> No
     async with AsyncTestClient(app) as client:
         async with client.websocket_connect("/room/lobby") as healthy:
             assert await healthy.receive_text() == "in"
-            stuck = StuckPeer()
-            scope = {
-                "type": "websocket",
-                "path": "/room/lobby",
-                "query_string": b"",
-                "headers": [],
-                "subprotocols": [],
-            }
-            await stuck.incoming.put({"type": "websocket.connect"})
-            stuck_app = asyncio.create_task(app(scope, stuck.receive, stuck.send))
-            await stuck.accepted.wait()
-            async with asyncio.timeout(5):
-                while len((await ChannelBox.show_groups())["lobby"]) < 2:
-                    await asyncio.sleep(0.01)
+            stuck_app = await stuck_member(app, "lobby", members=2)
             for i in range(10):
                 await ChannelBox.group_send("lobby", f"m{i}")
                 assert await healthy.receive_text() == f"m{i}"
@@ -214,20 +224,7 @@ async def test_an_evicted_member_is_counted_by_reason_and_its_close_code() -> No
 async def test_messages_dropped_by_a_drop_policy_are_counted() -> None:
     app = counted_app(outbox=OutboxLimits(max_messages=2, policy=OverflowPolicy.DROP_NEWEST))
     async with AsyncTestClient(app) as client:
-        stuck = StuckPeer()
-        scope = {
-            "type": "websocket",
-            "path": "/room/lobby",
-            "query_string": b"",
-            "headers": [],
-            "subprotocols": [],
-        }
-        await stuck.incoming.put({"type": "websocket.connect"})
-        stuck_app = asyncio.create_task(app(scope, stuck.receive, stuck.send))
-        await stuck.accepted.wait()
-        async with asyncio.timeout(5):
-            while not (await ChannelBox.show_groups()).get("lobby"):
-                await asyncio.sleep(0.01)
+        stuck_app = await stuck_member(app, "lobby", members=1)
         # "in" is in flight (its send never completes); then 2 queue and 8 are dropped.
         for i in range(10):
             await ChannelBox.group_send("lobby", f"m{i}")
@@ -263,14 +260,7 @@ class Probe:
 
     async def join(self, group: str, since: int, epoch: str | None = None) -> Any:
         peer = StuckPeer()
-        scope = {
-            "type": "websocket",
-            "path": "/echo",
-            "query_string": b"",
-            "headers": [],
-            "subprotocols": [],
-        }
-        ws = WebSocket(scope, peer.receive, peer.send)
+        ws = WebSocket(raw_scope("/echo"), peer.receive, peer.send)
         await peer.incoming.put({"type": "websocket.connect"})
         await ws.accept()
         channel = Channel(ws, payload_type="text")
