@@ -209,9 +209,9 @@ def inproc_sample(kind: str, count: int, root: Path, metrics: bool) -> float:
     env = {key: value for key, value in os.environ.items() if key != "NEXIOS_METRICS"}
     if metrics:
         env["NEXIOS_METRICS"] = "1"
+    command = ["taskset", "-c", SERVER_CORE, sys.executable, "-c", INPROC.read_text()]
     done = subprocess.run(
-        [*("taskset", "-c", SERVER_CORE, sys.executable, "-c", INPROC.read_text()), kind]
-        + [str(count), "5"],
+        [*command, kind, str(count), "5"],
         cwd=root,
         env=env,
         capture_output=True,
