@@ -38,10 +38,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from nexios._utils import maybe_await
 from nexios.connection import WebSocket, WebSocketState
+from nexios.endpoint import ChannelsEndpoint, GroupFilter, PublishHook, TokenAuth, mount
 from nexios.events import EventEmitter
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
 from nexios.history.base import HistoryLimits
@@ -53,6 +54,7 @@ from nexios.limits import (
     Limits,
     MessageLimiter,
 )
+from nexios.protocol import ProtocolLimits
 from nexios.routing import (
     WebsocketRoutes,
     WSMiddleware,
@@ -158,6 +160,47 @@ class NexiosApp(WSRouteRegistry):
         for route in router.mounted_routes(prefix):
             self._register_ws_route(route)
         router._attach(self._register_ws_route, prefix)
+
+    def channels_endpoint(
+        self,
+        path: str = "/connect",
+        *,
+        authenticate: TokenAuth | None = None,
+        groups: GroupFilter | None = None,
+        can_subscribe: GroupPolicy | None = None,
+        can_publish: GroupPolicy | bool | None = None,
+        can_see_presence: GroupPolicy | None = None,
+        on_publish: PublishHook | None = None,
+        history: bool | Callable[[str], bool] = True,
+        ping_interval: float = 25.0,
+        connect_timeout: float = 10.0,
+        max_subscriptions: int = 128,
+        limits: ProtocolLimits | None = None,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
+    ) -> ChannelsEndpoint:
+        """Serve the client protocol (``docs/protocol.md``) at ``path``: one line.
+
+        Browsers load the client from ``/_nexios/nexios.js``; Python uses
+        :mod:`nexios.client`. The hooks are described in :mod:`nexios.endpoint`;
+        ``allowed_origins`` and ``auth`` apply to the handshake as for any route.
+        """
+        endpoint = ChannelsEndpoint(
+            self.channels,
+            authenticate=authenticate,
+            groups=groups,
+            can_subscribe=can_subscribe,
+            can_publish=can_publish,
+            can_see_presence=can_see_presence,
+            on_publish=on_publish,
+            history=history,
+            ping_interval=ping_interval,
+            connect_timeout=connect_timeout,
+            max_subscriptions=max_subscriptions,
+            limits=limits,
+        )
+        mount(self, path, endpoint, allowed_origins=allowed_origins, auth=auth)
+        return endpoint
 
     def add_ws_middleware(self, middleware: WSMiddleware) -> None:
         """Run ``async def middleware(ws, call_next)`` around every WebSocket handler."""

@@ -377,6 +377,7 @@ class ChannelsRuntime:
         *,
         since: int | None = None,
         epoch: str | None = None,
+        hidden: bool = False,
     ) -> JoinResult:
         """Add ``channel`` to ``group``; ``added`` is False when it already was a member.
 
@@ -384,13 +385,21 @@ class ChannelsRuntime:
         saved messages after ``since``, then live ones: in seq order, each once, no gap
         (live messages are held while history is read, then merged). Everything that can
         be refused is checked before any state changes, so a failed join leaves no trace.
+
+        ``hidden=True`` makes a member that only receives: it is not in presence, its
+        join and leave emit no event and the group policy is not asked (the caller
+        decided). The client protocol's endpoint uses it for its internal groups.
         """
         check_group_name(group)
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
         if since is not None and since < 0:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
-        if self.group_policy is not None and not await self.group_policy(channel, group):
+        if (
+            not hidden
+            and self.group_policy is not None
+            and not await self.group_policy(channel, group)
+        ):
             raise GroupAccessDenied(
                 f"Channel {channel.uuid} may not join group {group!r} (group policy refused)."
             )
@@ -412,7 +421,9 @@ class ChannelsRuntime:
         result = JoinResult(True, epoch=feed.epoch, last_seq=feed.last)
         if since is not None:
             result = await self._replay(channel, feed, since, epoch)
-        self._add_local(channel, group, info)
+        self._add_local(channel, group, None if hidden else info)
+        if hidden:
+            return result
         try:
             await self.layer.presence_add(group, channel.uuid, info, settings.presence_ttl)
         except BaseException:
@@ -421,7 +432,7 @@ class ChannelsRuntime:
         await self._emit("channel.join", group, channel.uuid, channel.metadata, "joined")
         return result
 
-    def _add_local(self, channel: Channel, group: str, info: bytes) -> None:
+    def _add_local(self, channel: Channel, group: str, info: bytes | None) -> None:
         members = self.groups.get(group)
         if members is None:
             members = self.groups[group] = {}
@@ -429,7 +440,8 @@ class ChannelsRuntime:
         channel.groups.add(group)
         channel.host = self
         self.channels[channel.uuid] = channel
-        self._presence_info[(group, channel.uuid)] = info
+        if info is not None:
+            self._presence_info[(group, channel.uuid)] = info
 
     async def _open_feed(self, group: str) -> GroupFeed:
         """The group's feed, subscribed and positioned (the first local member opens it)."""
@@ -521,8 +533,11 @@ class ChannelsRuntime:
 
     async def leave(self, channel: Channel, group: str, reason: str = "left") -> bool:
         """Remove ``channel`` from ``group``. False when it was not a member."""
+        listed = (group, channel.uuid) in self._presence_info
         if not await self._drop(channel, group):
             return False
+        if not listed:  # a hidden member: no presence entry, no event
+            return True
         if not self._layer_failed_at_stop:
             try:
                 await self.layer.presence_remove(group, channel.uuid)
