@@ -423,7 +423,7 @@ export class Subscription {
     this.#early = [];
     const options = {};
     if (this.seq != null) options.since = this.seq;
-    if (this.epoch != null) options.epoch = this.epoch;
+    if (this.epoch) options.epoch = this.epoch;
     if (this.options.presence) options.presence = true;
     return options;
   }
@@ -453,7 +453,7 @@ export class Subscription {
       return this._unsubscribed({ code: error.code, reason: error.message });
     }
     const since = this.seq;
-    this.epoch = result.epoch;
+    this.epoch = result.epoch || null;
     this.seq = since != null && result.complete ? since : result.seq;
     this.#reset();
     this.state = "subscribed";
@@ -507,7 +507,11 @@ export class Subscription {
   // ---- ordering ----
 
   #take(message) {
-    if (message.epoch != null && message.epoch !== this.epoch) this.#resync(message.epoch, message.seq - 1, "epoch");
+    // A new epoch: the numbering was lost (unless we had none yet: the group's first).
+    if (message.epoch && message.epoch !== this.epoch) {
+      if (this.epoch) this.#resync(message.epoch, message.seq - 1, "epoch");
+      else this.epoch = message.epoch;
+    }
     if (message.seq <= this.seq || this.#held.has(message.seq)) return; // a duplicate
     this.#held.set(message.seq, message);
     if (this.#held.size > (this.options.maxHeld ?? MAX_HISTORY)) {
