@@ -188,6 +188,7 @@ class Client:
         self._attempt = 0
         self._connects = 0
         self._disconnect: dict[str, Any] | None = None
+        self._watch: asyncio.Timeout | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -321,6 +322,7 @@ class Client:
             self._stop(_error(400, str(error)), "disconnected")
             return 1006
         self._ws = ws
+        self._ping = 0.0
         try:
             opened = asyncio.get_running_loop().create_task(self._open(ws))
             code = await self._read(ws)
@@ -338,18 +340,26 @@ class Client:
                 await ws.close()
 
     async def _read(self, ws: ClientConnection) -> int:
+        loop = asyncio.get_running_loop()
         while True:
-            limit = self._ping + self.ping_grace if self._ping > 0 else None
             try:
-                async with asyncio.timeout(limit):
+                async with asyncio.timeout(None) as watch:
+                    self._watch = watch
+                    self._rewatch(loop)
                     text = await ws.recv()
             except TimeoutError:
-                logger.info("No frame from %s for %.1f s: reconnecting", self.url, limit)
+                logger.info("No frame from %s within ping + grace: reconnecting", self.url)
                 return 4000
             except ConnectionClosed as closed:
                 received = closed.rcvd
                 return received.code if received is not None else 1006
             self._on_frame(text)
+
+    def _rewatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """No frame for the server's ping interval + grace: the socket is dead."""
+        watch = self._watch
+        if watch is not None and self._ping > 0:
+            watch.reschedule(loop.time() + self._ping + self.ping_grace)
 
     async def _open(self, ws: ClientConnection) -> None:
         groups = {name: sub._begin() for name, sub in self.subscriptions.items()}
@@ -376,6 +386,7 @@ class Client:
         self._connects += 1
         self._attempt = 0
         self._ping = float(result.get("ping") or 0)
+        self._rewatch(asyncio.get_running_loop())
         self._schedule_refresh(result.get("expires"))
         self._connected.set()
         self._set_state("connected")
@@ -841,8 +852,9 @@ class Subscription:
             return
         filled = bool(page and page.get("complete") and page.get("epoch") == self.epoch)
         if page is not None and filled:
+            current = self.seq or 0  # messages may have arrived meanwhile
             for entry in page["messages"]:
-                if entry["seq"] > position:
+                if entry["seq"] > current:
                     self._held[entry["seq"]] = {
                         "type": "message",
                         "group": self.group,

@@ -48,7 +48,7 @@ def make_token(user: str, ttl: float) -> str:
 
 async def authenticate(ws: WebSocket, token: str | None) -> Identity | None:
     if os.environ.get("PROTOCOL_TOKENS") != "1":
-        return Identity(info={"name": "anonymous"})
+        return Identity(info={"name": "anonymous", "pid": os.getpid()})
     if not token or token.count("|") != 2:
         return None
     user, expires, signature = token.split("|")
@@ -57,7 +57,7 @@ async def authenticate(ws: WebSocket, token: str | None) -> Identity | None:
         return None
     if float(expires) <= time.time():
         raise ProtocolError(419, "the token expired")
-    return Identity(user, {"name": user}, float(expires))
+    return Identity(user, {"name": user, "pid": os.getpid()}, float(expires))
 
 
 async def may_subscribe(channel: Channel, group: str) -> bool:
