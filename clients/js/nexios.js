@@ -153,8 +153,8 @@ export class NexiosClient {
     });
   }
 
-  // Replace the socket: the state of a subscription is unknown (e.g. its subscribe timed out).
-  _reconnect(reason) {
+  /** Replace the socket now (then reconnect with backoff, resubscribing from positions). */
+  reconnect(reason = "reconnect requested") {
     this.#drop(4000, reason);
   }
 
@@ -448,7 +448,7 @@ export class Subscription {
     const { error } = result;
     if (error) {
       if (this.client.state !== "connected") return; // the reconnect resubscribes
-      if (error.code === 408) return this.client._reconnect("subscribe timed out");
+      if (error.code === 408) return this.client.reconnect("subscribe timed out");
       if (TEMPORARY.has(error.code)) return this.#resend();
       return this._unsubscribed({ code: error.code, reason: error.message });
     }
