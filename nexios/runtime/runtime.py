@@ -26,7 +26,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -884,14 +884,26 @@ class ChannelsRuntime:
                 )
 
     async def _heartbeat(self) -> None:
-        members: Iterable[tuple[str, str]] = list(self._presence_info)
+        """Keep this process's presence entries alive — adding back any that vanished
+        (the broker lost its data; another process reaped them while this one stalled) —
+        then reap the entries of processes that died."""
+        entries = [(group, cid, info) for (group, cid), info in self._presence_info.items()]
         try:
-            if members:
-                await self.layer.presence_refresh(members, self.settings.presence_ttl)
+            restored = (
+                await self.layer.presence_heartbeat(entries, self.settings.presence_ttl)
+                if entries
+                else []
+            )
             reaped = await self.layer.presence_reap()
         except ChannelError as error:
             logger.warning("Presence heartbeat failed: %s", error)
             return
+        for record in restored:
+            member = member_from_record(record)
+            logger.info("Presence of %s in %r restored", member.channel_id, member.group)
+            await self._emit(
+                "channel.join", member.group, member.channel_id, member.metadata, "restored"
+            )
         for record in reaped:
             member = member_from_record(record)
             await self._emit(

@@ -27,6 +27,13 @@ async def log_leave(event: dict[str, Any]) -> None:
     )
 
 
+@app.events.on("channel.join")
+async def log_join(event: dict[str, Any]) -> None:
+    logger.warning(
+        "join %s %s %s", event["metadata"].get("user"), event["channel_id"], event["reason"]
+    )
+
+
 @app.ws_route("/room/{name}")
 async def room(ws: WebSocket, name: str) -> None:
     await ws.accept()
