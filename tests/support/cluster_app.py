@@ -46,6 +46,18 @@ async def room(ws: WebSocket, name: str) -> None:
         )
 
 
+@app.ws_route("/many/{count:int}")
+async def many(ws: WebSocket, count: int) -> None:
+    """One member in ``count`` groups: keeps the presence heartbeat busy."""
+    await ws.accept()
+    channel = Channel(ws, metadata={"user": "many"})
+    for index in range(count):
+        await ChannelBox.add_channel_to_group(channel, f"many-{index}")
+    await ws.send_json({"joined": count})
+    async for _ in ws.iter_text():
+        pass
+
+
 @app.post("/broadcast/{name}")
 async def broadcast(request: Request, name: str) -> Any:
     try:
