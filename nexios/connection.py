@@ -490,12 +490,35 @@ class WebSocket:
             return
 
     async def iter_json(self, mode: str = "text") -> AsyncIterator[Any]:
-        """Yield JSON values until the client disconnects."""
+        """Yield JSON values until the client disconnects.
+
+        A frame that is not valid JSON ends the iteration: the connection is closed with
+        **1007** (invalid frame payload data) and one info line is logged — the client
+        broke the protocol; the handler is not an error. (``receive_json`` instead raises
+        ``InvalidJSONError`` and leaves the connection open, for handlers that answer
+        bad input themselves.)
+        """
         try:
             while True:
-                yield await self.receive_json(mode)
+                try:
+                    value = await self.receive_json(mode)
+                except InvalidJSONError as error:
+                    await self._close_invalid_json(error)
+                    return
+                yield value
         except WebSocketDisconnect:
             return
+
+    async def _close_invalid_json(self, error: InvalidJSONError) -> None:
+        client = self.scope.get("client")
+        logger.info(
+            "WebSocket %s from %s sent invalid JSON (%s); closing with 1007",
+            self.scope.get("path"),
+            f"{client[0]}:{client[1]}" if client else "unknown client",
+            str(error)[:200],
+        )
+        with contextlib.suppress(WebSocketDisconnect):
+            await self.close(1007, "invalid JSON")
 
     # ------------------------------------------------------------------ eviction
 

@@ -25,6 +25,8 @@ from nexios.exceptions import (
     WebSocketMessageTypeError,
     WebSocketStateError,
 )
+from nexios.limits import Limits
+from nexios.testing import AsyncTestClient
 from nexios.websockets.base import WebSocket, WebSocketState
 from tests.support.server import Server, serve
 
@@ -745,3 +747,26 @@ async def test_tcp_return_without_close_is_1000(server: Server, tcp_timeout: Non
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 1000
+
+
+@pytest.mark.parametrize("bad", ['{"f": 1e400}', "[" * 60_000, "{'single': 'quotes'}", "\x00"])
+async def test_invalid_json_from_iter_json_closes_1007_without_a_traceback(
+    bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "nexios")
+    app = NexiosApp(limits=Limits.unlimited())
+    seen: list[Any] = []
+
+    @app.ws_route("/j")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        async for value in ws.iter_json():
+            seen.append(value)
+
+    async with AsyncTestClient(app) as client, client.websocket_connect("/j") as ws:
+        await ws.send_text('{"ok": 1}')
+        await ws.send_text(bad)
+        assert await ws.wait_closed() == 1007
+    assert seen == [{"ok": 1}]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "invalid JSON" in caplog.text
