@@ -170,3 +170,51 @@ async def test_drop_policies_keep_a_slow_member_and_count_every_drop(
     else:
         assert numbers[-1] == DROPS - 1  # the newest kept
         assert numbers != list(range(len(numbers)))
+
+
+@pytest.mark.parametrize("ws_impl", ["websockets-sansio", "auto"], ids=["portable", "frame-once"])
+@pytest.mark.anyio
+async def test_an_evicted_member_that_reads_again_gets_a_1013_close_frame(ws_impl: str) -> None:
+    env = {"NEXIOS_OUTBOX_MAX_BYTES": str(1024 * 1024), "NEXIOS_SEND_TIMEOUT": "60"}
+    with serve("tests.support.fanout_app:app", env=env, args=["--ws", ws_impl]) as server:
+        slow, early = open_raw_websocket(server.port, "/room/evict", receive_buffer=None)
+        async with (
+            httpx.AsyncClient(base_url=server.http_url) as http,
+            websockets.connect(server.ws_url("/room/evict"), max_size=None) as publisher,
+        ):
+            assert await publisher.recv() == "joined"
+            own_copies = asyncio.create_task(_drain(publisher))  # the publisher keeps up
+            for i in range(DROPS):
+                await publisher.send(f"{i:06d}".ljust(DROP_SIZE, "x"))
+                if i % 50 == 49 and (await http.get("/debug/evict")).json()["evictions"]:
+                    break
+            assert (await http.get("/debug/evict")).json()["evictions"] == 1
+            own_copies.cancel()
+            tail = await asyncio.to_thread(_read_until_closed, slow, early)
+        slow.close()
+    assert tail[:1] == b"\x88" and int.from_bytes(tail[2:4], "big") == 1013, tail[:40]
+
+
+async def _drain(ws: websockets.ClientConnection) -> None:
+    while True:
+        await ws.recv()
+
+
+def _read_until_closed(sock: socket.socket, data: bytes) -> bytes:
+    """Read frames until a close frame; return it (its first bytes)."""
+    sock.settimeout(30)
+    while True:
+        while len(data) >= 2:
+            length, start = data[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(data[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(data[2:10], "big"), 10
+            if len(data) < start + length:
+                break
+            if data[0] & 0x0F == 0x8:
+                return data[: start + length]
+            data = data[start + length :]
+        chunk = sock.recv(1 << 20)
+        assert chunk, "the connection ended without a close frame"
+        data += chunk
