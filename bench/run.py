@@ -60,6 +60,17 @@ class App:
     target: str
     ws: str = "websockets-sansio"
     env: dict[str, str] = field(default_factory=dict)
+    root: Path = ROOT
+    """The checkout the server imports nexios and the bench apps from (``--baseline``)."""
+
+
+def baseline_apps(root: Path) -> list[App]:
+    """The nexios rows again, served from another checkout (e.g. the commit before a
+    change), so that before and after are measured in the same run."""
+    return [
+        App("nexios@before", "bench.app_nexios:app", root=root),
+        App("nexios-frame-once@before", "bench.app_nexios:app", ws=FRAME_ONCE, root=root),
+    ]
 
 
 APPS = [
@@ -224,7 +235,7 @@ class Server:
         env = {**os.environ, **app.env, "PYTHONUNBUFFERED": "1"}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=app.root, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         try:
             wait_port(self.port, self.process, f"{app.name} server")
@@ -528,6 +539,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--apps", default=None, help="comma list of app rows (default: all)")
     parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of an earlier commit (git worktree add DIR REV): its nexios rows "
+        "run in the same rounds as this tree's, as nexios@before",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=None,
@@ -543,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --only group(s) {sorted(unknown)}; choose from {SCENARIO_GROUPS}")
     global QUIET_WAIT
     QUIET_WAIT = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 5.0)
-    apps = [app for app in APPS if args.apps is None or app.name in args.apps.split(",")]
+    every = APPS + (baseline_apps(args.baseline.resolve()) if args.baseline else [])
+    apps = [app for app in every if args.apps is None or app.name in args.apps.split(",")]
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
