@@ -174,11 +174,27 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(3):
         await one(10)
 
-    # Latency: one broadcast at a time, until count or time runs out.
     latencies: list[int] = []
-    stop_at = time.monotonic() + spec["latency_time"]
-    while len(latencies) < spec["latency_count"] and time.monotonic() < stop_at:
-        latencies.append(await one(10))
+    paced = spec.get("paced_rate")
+    if paced:
+        # Latency at a steady rate: one broadcast every 1/rate s, whatever is in flight.
+        first_paced = seq + 1
+        interval = 1.0 / paced
+        next_at = time.monotonic()
+        for _ in range(spec["latency_count"]):
+            seq += 1
+            publisher.send(_TEXT, broadcast_payload(seq, size))
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        while len(latencies) < spec["latency_count"]:
+            done_seq, latency = await asyncio.wait_for(fanout.done.get(), 10)
+            if done_seq >= first_paced:
+                latencies.append(latency)
+    else:
+        # Latency: one broadcast at a time, until count or time runs out.
+        stop_at = time.monotonic() + spec["latency_time"]
+        while len(latencies) < spec["latency_count"] and time.monotonic() < stop_at:
+            latencies.append(await one(10))
 
     # Throughput: keep `window` broadcasts in flight for `duration`.
     window = spec["window"]

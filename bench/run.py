@@ -64,6 +64,22 @@ class App:
     """The checkout the server imports nexios and the bench apps from (``--baseline``)."""
 
 
+STANDALONE = {"PYTHONPATH": str(ROOT / "bench" / "standalone")}
+
+
+def saved_apps(baseline: Path | None) -> list[App]:
+    """Rows of the ``saved`` scenarios: saved fan-out, on both senders, before/after."""
+    apps = [
+        App("nexios-saved", "saved_app:app", env=STANDALONE),
+        App("nexios-frame-once-saved", "saved_app:app", ws=FRAME_ONCE, env=STANDALONE),
+    ]
+    if baseline is not None:
+        apps += [
+            App(f"{app.name}@before", app.target, app.ws, app.env, root=baseline) for app in apps
+        ]
+    return apps
+
+
 def baseline_apps(root: Path) -> list[App]:
     """The nexios rows again, served from another checkout (e.g. the commit before a
     change), so that before and after are measured in the same run."""
@@ -104,6 +120,8 @@ class Plan:
     memory_conns: tuple[int, ...]
     joinleave: tuple[int, ...]
     redis_members: int
+    saved_members: int = 1000
+    paced_count: int = 300
     payload: int = 64
     settle: float = 0.5
 
@@ -123,6 +141,8 @@ FULL = Plan(
     redis_members=1000,
 )
 QUICK = Plan(
+    saved_members=50,
+    paced_count=20,
     rounds=1,
     duration=0.2,
     warmup=0.05,
@@ -524,7 +544,39 @@ def redis_scenario(plan: Plan, round_index: int, results: Results, logs: Path) -
             results.add(f"redis_fanout_{plan.redis_members}", info, app.name, sample)
 
 
-SCENARIO_GROUPS = ("echo", "fanout", "memory", "joinleave", "redis")
+def saved_scenario(
+    plan: Plan, round_index: int, results: Results, logs: Path, baseline: Path | None
+) -> None:
+    """Saved fan-out: in one process against raw ASGI's unsaved loop (throughput), and
+    across two processes on Redis at a steady 100 broadcasts/s (latency)."""
+    members = plan.saved_members
+    for app in rotate([APPS[0], *saved_apps(baseline)], round_index):
+        with Server(app, logs) as server:
+            sample = run_client(fanout_spec(plan, [server], members), [server])
+        info = {"kind": "fanout", "members": members, "unit": "messages delivered/s"}
+        results.add(f"saved_fanout_{members}", info, app.name, sample)
+    with redis_server() as url:
+        redis = {"NEXIOS_CHANNELS_URL": url}
+        rows = [
+            App(a.name, a.target, a.ws, {**a.env, **redis}, a.root) for a in saved_apps(baseline)
+        ]
+        rows.append(App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE, env=redis))
+        for app in rotate(rows, round_index):
+            with servers(app, 2, logs) as group:
+                spec = {**fanout_spec(plan, group, members), "paced_rate": 100}
+                spec["latency_count"] = plan.paced_count
+                sample = run_client(spec, group)
+            info = {
+                "kind": "redis_fanout",
+                "members": members,
+                "servers": 2,
+                "paced_rate": 100,
+                "unit": "messages delivered/s",
+            }
+            results.add(f"saved_redis_fanout_{members}", info, app.name, sample)
+
+
+SCENARIO_GROUPS = ("echo", "fanout", "memory", "joinleave", "redis", "saved")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,6 +639,8 @@ def main(argv: list[str] | None = None) -> int:
                         joinleave_scenario(members, results)
                 if "redis" in groups:
                     redis_scenario(plan, round_index, results, logs)
+                if "saved" in groups:
+                    saved_scenario(plan, round_index, results, logs, args.baseline)
         except BaseException:
             for log in sorted(logs.glob("*.log")):
                 tail = log.read_text(errors="replace")[-2000:]
