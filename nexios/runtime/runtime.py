@@ -42,7 +42,6 @@ from nexios.runtime.presence import PresenceMember, member_from_record, presence
 from nexios.runtime.senders import (
     EVICTION_CLOSE_CODE,
     FlushScheduler,
-    Sender,
     sender_for,
 )
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
@@ -868,15 +867,18 @@ class ChannelsRuntime:
                 logger.exception("Channel maintenance failed; retrying")
 
     def _check_senders(self, now: float) -> None:
-        for channel in list(self.channels.values()):
-            sender: Sender | None = channel.sender
-            if sender is not None and not sender.closed and sender.overdue(now):
-                self._on_sender_failure(
-                    channel, EVICTION_CLOSE_CODE, "send deadline missed: client too slow"
-                )
+        assert self._scheduler is not None
+        busy = self._scheduler.busy
+        for sender in list(busy):
+            if sender.closed:
+                busy.discard(sender)
+            elif sender.overdue(now):
+                sender.missed_deadline()
+            elif sender.idle:
+                busy.discard(sender)
 
     async def _close_expired(self) -> None:
-        for channel in list(self.channels.values()):
+        for channel in [c for c in self.channels.values() if c.expires is not None]:
             if channel.is_expired():
                 logger.info("Channel %s expired after %ss idle", channel.uuid, channel.expires)
                 await self.forget(
