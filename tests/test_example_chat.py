@@ -173,6 +173,9 @@ AFTER_JOIN_ERRORS = [
     ({"text": "no type"}, "missing_field", 'Every message is a JSON object with a "type".'),
     (["not", "an", "object"], "missing_field", 'Every message is a JSON object with a "type".'),
     ({"type": "resume", "since": -1}, "invalid_since", None),
+    ({"type": "resume", "since": 2**63}, "invalid_since", None),
+    ({"type": "resume", "since": 123456789012345678901234567890}, "invalid_since", None),
+    ({"type": "resume", "since": 1.5}, "invalid_since", None),
     ({"type": "join", "name": "ada", "room": ROOM}, "already_joined", None),
 ]
 
@@ -240,6 +243,14 @@ def test_bad_join_in_the_query_string_is_reported(client: TestClient) -> None:
         assert ws.receive_json()["code"] == "invalid_room"
         ws.send_json({"type": "join", "name": "ada", "room": "ok-room"})
         assert next_of(ws, "joined")["room"] == "ok-room"
+
+
+@pytest.mark.parametrize("since", ["-1", "1.5", "\u00b2", "9223372036854775808", "9" * 30])
+def test_bad_since_in_the_query_string_is_reported(client: TestClient, since: str) -> None:
+    with client.websocket_connect(f"/ws?name=ada&room={ROOM}&since={since}") as ws:
+        assert ws.receive_json()["code"] == "invalid_since"
+        ws.send_json({"type": "join", "name": "ada", "room": ROOM, "since": 0})
+        assert next_of(ws, "joined")["complete"] is True
 
 
 def test_more_than_5_messages_a_second_are_refused(client: TestClient) -> None:
