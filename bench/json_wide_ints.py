@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from bench.client import JSON_PAYLOAD
 from nexios import encoding
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -51,6 +52,7 @@ WIDE = {"type": "message", "id": 123456789012345678901234567890, "text": "exact"
 
 LOADS_CASES: dict[str, str | bytes] = {
     "ping 15 B (str)": '{"type":"ping"}',
+    "JSON echo bench payload (str)": JSON_PAYLOAD.decode(),
     "chat message (str)": orjson.dumps(CHAT).decode(),
     "chat message (bytes)": orjson.dumps(CHAT),
     "object 1 KiB (str)": orjson.dumps(OBJECT_1K).decode(),
