@@ -66,13 +66,13 @@ def dumps(obj: Any) -> bytes:
                 default=_default_exact,
                 option=_OPTIONS | orjson.OPT_PASSTHROUGH_DATACLASS,
             )
-        except ValueError as too_long:  # more digits than Python converts to text
-            raise orjson.JSONEncodeError(f"{too_long}; send such an integer as a string") from None
+        except _IntegerTooLong as too_long:
+            raise orjson.JSONEncodeError(str(too_long)) from None
         except (orjson.JSONEncodeError, RecursionError):
             raise error from None
 
 
-def loads(data: str | bytes) -> Any:
+def loads(data: str | bytes | bytearray | memoryview) -> Any:
     """Parse JSON text or bytes, keeping integers of any width exact.
 
     Raises ``JSONDecodeError`` (a ``ValueError``).
@@ -80,12 +80,12 @@ def loads(data: str | bytes) -> Any:
     value = orjson.loads(data)
     if len(data) < len(_DIGIT_RUN):
         return value
-    raw = data.encode() if isinstance(data, str) else data
+    raw = data.encode() if isinstance(data, str) else bytes(data)  # bytes(b) is b: no copy
     masked = raw.translate(_DIGIT_MASK)
     run = masked.find(_DIGIT_RUN)
     if run < 0 or not _has_wide_integer(raw, masked, run):
         return value
-    return _loads_exact(data)
+    return _loads_exact(data if isinstance(data, str) else raw)
 
 
 def _has_wide_integer(raw: bytes, masked: bytes, run: int) -> bool:
@@ -109,7 +109,7 @@ def _loads_exact(data: str | bytes) -> Any:
     # orjson has accepted the document, so it is valid JSON (no NaN, no lone surrogate,
     # nesting within its limit); the standard library parses it again with exact ints.
     try:
-        return json.loads(data if isinstance(data, str) else bytes(data))
+        return json.loads(data)
     except RecursionError:
         pass
     raise JSONDecodeError(
@@ -120,15 +120,26 @@ def _loads_exact(data: str | bytes) -> Any:
     )
 
 
+class _IntegerTooLong(Exception):
+    pass
+
+
 def _exact_integers(obj: Any) -> Any:
     """``obj`` with integers orjson cannot write replaced by exact JSON fragments."""
     if isinstance(obj, int) and not isinstance(obj, bool):
-        return obj if _MIN_EXACT <= obj <= _MAX_EXACT else orjson.Fragment(str(int(obj)))
+        return obj if _MIN_EXACT <= obj <= _MAX_EXACT else _fragment(obj)
     if isinstance(obj, dict):
         return {_exact_key(key): _exact_integers(item) for key, item in obj.items()}
     if isinstance(obj, list | tuple):
         return [_exact_integers(item) for item in obj]
     return obj
+
+
+def _fragment(number: int) -> orjson.Fragment:
+    try:
+        return orjson.Fragment(str(int(number)))
+    except ValueError as error:  # more digits than Python converts to text
+        raise _IntegerTooLong(f"{error}; send such an integer as a string") from None
 
 
 def _exact_key(key: Any) -> Any:

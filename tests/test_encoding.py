@@ -70,6 +70,8 @@ def test_the_64_bit_edges(number: int) -> None:
 
 def test_the_example_from_the_issue() -> None:
     assert encoding.loads("123456789012345678901234567890") == WIDE
+    assert encoding.loads(memoryview(b"[123456789012345678901234567890]")) == [WIDE]
+    assert encoding.loads(bytearray(b"[123456789012345678901234567890]")) == [WIDE]
     assert encoding.loads(b'{"id": 123456789012345678901234567890}') == {"id": WIDE}
     assert encoding.dumps({"id": WIDE}) == b'{"id":123456789012345678901234567890}'
 
@@ -161,7 +163,17 @@ def test_dumps_still_names_what_cannot_be_serialised() -> None:
 
 def test_an_integer_longer_than_python_converts_is_refused_clearly() -> None:
     with pytest.raises(TypeError, match="send such an integer as a string"):
-        encoding.dumps(10**5000)
+        encoding.dumps({"n": [10**5000]})
+
+
+def test_a_value_error_from_to_dict_is_not_taken_for_a_long_integer() -> None:
+    class Broken:
+        def to_dict(self) -> Any:
+            raise ValueError("broken")
+
+    with pytest.raises(TypeError) as info:
+        encoding.dumps({"n": WIDE, "x": Broken()})
+    assert "integer" not in str(info.value)
 
 
 # --------------------------------------------------------------------------- end to end
