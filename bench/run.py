@@ -363,6 +363,9 @@ def run_client(
                     cpu_seconds(process.pid),
                     core_times(),
                 )
+                if event == "start":  # the client waits for this before it measures
+                    process.stdin.write("go\n")
+                    process.stdin.flush()
             elif event in ("baseline", "connected"):
                 time.sleep(settle)  # let the server settle before reading its RSS
                 extra[f"rss_{event}"] = sum(rss_bytes(pid) for pid in pids)
@@ -375,10 +378,11 @@ def run_client(
                     (t1, servers1, client1, cores1) = marks["stop"]
                     wall = t1 - t0
                     server_cpu = [(b - a) / wall for a, b in zip(servers0, servers1, strict=True)]
-                    client_cpu = (client1 - client0) / wall
+                    # The client's own, exact figure when it gives one; else from ticks.
+                    client_cpu = message.get("client_cpu", (client1 - client0) / wall)
                     busy = core_busy(cores0, cores1)
                     result["server_cpu"] = [round(value, 3) for value in server_cpu]
-                    result["client_cpu"] = round(client_cpu, 3)
+                    result["client_cpu"] = float(f"{client_cpu:.3g}")  # tiny stays > 0
                     result["other_load"] = [
                         round(max(0.0, busy[SERVER_CORE] - sum(server_cpu)), 3),
                         round(max(0.0, busy[CLIENT_CORE] - client_cpu), 3),
