@@ -218,11 +218,6 @@ async def test_a_wide_integer_survives_broadcast_and_history() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(
-    strict=True,
-    reason="HistoryEntry.payload decodes with orjson.loads, not nexios.encoding.loads "
-    "(nexios/history/base.py, outside this change)",
-)
 async def test_a_wide_integer_survives_history_entry_payload() -> None:
     app = NexiosApp()
     payloads: list[Any] = []

@@ -770,3 +770,31 @@ async def test_invalid_json_from_iter_json_closes_1007_without_a_traceback(
     assert seen == [{"ok": 1}]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert "invalid JSON" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("route", "sent", "reason"),
+    [
+        ("text", {"bytes": b"x"}, "expected text frames"),
+        ("bytes", {"text": "x"}, "expected binary frames"),
+        ("json", {"bytes": b"{}"}, "expected text frames"),
+    ],
+)
+async def test_iterators_close_1003_on_the_other_frame_type(
+    route: str, sent: dict[str, Any], reason: str
+) -> None:
+    app = NexiosApp()
+    seen: list[Any] = []
+
+    @app.ws_route("/{kind}")
+    async def handler(ws: WebSocket, kind: str) -> None:
+        await ws.accept()
+        iterate = {"text": ws.iter_text, "bytes": ws.iter_bytes, "json": ws.iter_json}[kind]
+        async for value in iterate():
+            seen.append(value)
+
+    async with AsyncTestClient(app) as client, client.websocket_connect(f"/{route}") as ws:
+        await ws.send({"type": "websocket.receive", **sent})
+        assert await ws.wait_closed() == 1003
+        assert ws.close_reason == reason
+    assert seen == []

@@ -67,6 +67,9 @@ MAX_GROUP_NAME_BYTES = 1024
 GroupPolicy = Callable[[Channel, str], Awaitable[bool]]
 """``async def policy(channel, group) -> bool``: may this channel join this group?"""
 
+MAX_SEQ = 2**63 - 1
+"""Largest seq a store holds; a client's ``since`` above it is simply ahead of history."""
+
 MAX_REPLAY = 1000
 """Most saved messages a join with ``since`` replays; more missed is ``complete=False``."""
 
@@ -389,6 +392,8 @@ class ChannelsRuntime:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
         if since is not None and since < 0:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
+        if since is not None:
+            since = min(since, MAX_SEQ)  # ahead of any history: complete=False
         if self.group_policy is not None and not await self.group_policy(channel, group):
             raise GroupAccessDenied(
                 f"Channel {channel.uuid} may not join group {group!r} (group policy refused)."
@@ -792,6 +797,8 @@ class ChannelsRuntime:
         epoch: str | None = None,
     ) -> HistoryPage:
         await self.ensure_started()
+        if since is not None and since > MAX_SEQ:
+            since = MAX_SEQ  # ahead of any history: complete=False
         return await self.history.read(group, since=since, limit=limit, epoch=epoch)
 
     async def presence(self, group: str) -> list[PresenceMember]:
