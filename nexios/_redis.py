@@ -1,9 +1,10 @@
 """What the Redis channel layer and the Redis history store share.
 
 - :func:`client_from_url`: a client whose connections load every Lua script as they
-  connect, never wait for a pooled connection with a deadline, and carry no socket
-  timeout (redis-py builds that on ``asyncio.wait_for``, which loses cancellations on
-  Python 3.11); each command batch is bounded by :class:`CommandQueue` instead.
+  connect, never wait for a pooled connection with a deadline, and carry no socket or
+  connect timeout of redis-py's (its socket timeout is built on ``asyncio.wait_for``,
+  which loses cancellations on Python 3.11, and neither knows a busy event loop from a
+  slow server); every call is bounded by :func:`bounded` instead.
 - :class:`CommandQueue`: concurrent calls are coalesced into pipelines on a few
   connections ("lanes"); calls on the ordered lane run in the order they were made.
   Waiting in the queue is not an outage: only a batch the server does not answer within
@@ -27,8 +28,9 @@ import functools
 import hashlib
 import importlib.resources
 import re
+import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,9 +51,11 @@ __all__ = [
     "LINK_ERRORS",
     "CommandQueue",
     "KeySpace",
+    "LoopClock",
     "Script",
     "append_args",
     "append_keys",
+    "bounded",
     "client_from_url",
     "created_of",
     "describe_error",
@@ -160,7 +164,7 @@ def client_from_url(
             max_connections=max_connections,
             timeout=None,
             socket_timeout=None,
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=None,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             redis_connect_func=connect,
         )
@@ -315,31 +319,119 @@ def text_of(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# -- deadlines ---------------------------------------------------------------------------
+
+TICK = 0.01
+"""How often the loop clock samples the event loop's lateness while a deadline runs."""
+MAX_STRETCH = 30
+"""How far a busy event loop may stretch a deadline (a multiple of it)."""
+
+
+class LoopClock:
+    """Time the event loop was busy running callbacks, sampled while deadlines run.
+
+    A timer that runs late shows that the loop was busy elsewhere for that long: time
+    in which a reply from Redis may have been waiting, unread. One clock per loop.
+    """
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClock] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.busy = 0.0
+        self._users = 0
+        self._tick: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> LoopClock:
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def acquire(self) -> None:
+        self._users += 1
+        if self._tick is None:
+            due = self._loop.time() + TICK
+            self._tick = self._loop.call_at(due, self._sample, due)
+
+    def release(self) -> None:
+        self._users -= 1
+        if not self._users and self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+
+    def _sample(self, due: float) -> None:
+        now = self._loop.time()
+        self.busy += max(0.0, now - due)
+        next_due = now + TICK
+        self._tick = self._loop.call_at(next_due, self._sample, next_due)
+
+
+@contextlib.asynccontextmanager
+async def bounded(seconds: float) -> AsyncIterator[None]:
+    """``asyncio.timeout(seconds)`` that does not blame Redis for a busy event loop.
+
+    Only time in which the loop was free counts: while a join storm or a big fan-out
+    keeps the loop busy, a reply may be waiting unread, so the deadline moves on by the
+    time the loop spent elsewhere (:class:`LoopClock`). A silent server times out after
+    ``seconds`` of free loop time; a loop that never frees up gives up after
+    :data:`MAX_STRETCH` times ``seconds``.
+    """
+    loop = asyncio.get_running_loop()
+    clock = LoopClock.of(loop)
+    began = loop.time()
+    busy_before = clock.busy
+    clock.acquire()
+    try:
+        async with asyncio.timeout(None) as timeout:
+            handles: list[asyncio.TimerHandle] = []
+
+            def check() -> None:
+                now = loop.time()
+                free = now - began - (clock.busy - busy_before)
+                if free < seconds and now < began + MAX_STRETCH * seconds:
+                    handles[0] = loop.call_at(now + seconds - free, check)
+                else:
+                    timeout.reschedule(now)
+
+            handles.append(loop.call_at(began + seconds, check))
+            try:
+                yield
+            finally:
+                handles[0].cancel()
+    finally:
+        clock.release()
+
+
 # -- the command queue -------------------------------------------------------------------
 
 
 @dataclass(slots=True, eq=False)
 class _Call:
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
-    script: Script | None = None
+    future: asyncio.Future[Any] | None = None
 
 
 @dataclass(slots=True, eq=False)
 class _Lane:
     calls: deque[_Call] = field(default_factory=deque)
+    busy: bool = False
     task: asyncio.Task[None] | None = None
 
 
 class CommandQueue:
     """Runs commands for one client, coalescing concurrent calls into pipelines.
 
-    ``ordered=True`` calls go to one lane and run in call order (group commit: while a
-    batch is in flight the next one gathers). Other calls go to the least busy of the
-    remaining lanes. A batch that the server does not answer within ``timeout``, or a
-    connection that cannot be made, fails with the driver's error; the calls queued on
-    that lane behind it fail with it (the server is down for them too). A caller
-    cancelled while its call is still queued takes the call out of the queue.
+    ``ordered=True`` calls go to one lane and run in call order; other calls go to the
+    least busy of the remaining lanes. A call on an idle lane runs at once in the
+    caller's task; calls made while the lane is busy gather and run as one pipeline
+    when it is free (group commit). A command or batch the server does not answer
+    within ``timeout``, or a connection that cannot be made, fails with the driver's
+    error, and so do the calls queued behind it on that lane (the server is down for
+    them too). A caller cancelled while its call waits in the queue takes it out.
     """
 
     def __init__(
@@ -357,78 +449,93 @@ class CommandQueue:
         self._lanes = [_Lane() for _ in range(max(1, lanes))]
         self._max_batch = max_batch
         self._max_queued = max_queued
-        self._scripts: Mapping[str, Script] = {s.sha: s for s in scripts}
+        self._scripts = tuple(scripts)
         self.batches = 0
         """Pipelines sent so far (for tests and benchmarks)."""
 
     async def call(self, *args: Any, ordered: bool = True) -> Any:
         """Run one command; its reply, or the driver's exception."""
-        return await self._enqueue(_Call(args, self._future()), ordered)
+        return await self._submit(_Call(args), ordered)
 
     async def script(
         self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, ordered: bool = True
     ) -> Any:
         """Run a Lua script by its SHA1 (every connection loaded it when it connected)."""
-        call = _Call(("EVALSHA", script.sha, len(keys), *keys, *args), self._future(), script)
-        return await self._enqueue(call, ordered)
+        return await self._submit(_Call(_evalsha(script, keys, args)), ordered)
 
     def submit_script(
         self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, ordered: bool = True
     ) -> asyncio.Future[Any]:
         """Queue a script now and return its future: calls queued together stay in order."""
-        call = _Call(("EVALSHA", script.sha, len(keys), *keys, *args), self._future(), script)
-        self._put(call, ordered)
+        call = _Call(_evalsha(script, keys, args))
+        self._queue(call, self._pick(ordered))
+        assert call.future is not None
         return call.future
 
-    @staticmethod
-    def _future() -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().create_future()
-
-    async def _enqueue(self, call: _Call, ordered: bool) -> Any:
-        self._put(call, ordered)
-        return await call.future
-
-    def _put(self, call: _Call, ordered: bool) -> None:
+    async def _submit(self, call: _Call, ordered: bool) -> Any:
         lane = self._pick(ordered)
+        if lane.busy or lane.calls:
+            return await self._queue(call, lane)
+        lane.busy = True
+        try:
+            async with bounded(self._timeout):
+                return await self._direct(call.args)
+        except LINK_ERRORS as exc:
+            _fail(lane.calls, exc)
+            lane.calls.clear()
+            raise
+        finally:
+            lane.busy = False
+            self._wake(lane)
+
+    def _queue(self, call: _Call, lane: _Lane) -> asyncio.Future[Any]:
         if len(lane.calls) >= self._max_queued:
             raise ChannelError(
                 f"{len(lane.calls)} Redis operations are already waiting: the server is "
                 "slower than the load. Retry later, or spread the load over time."
             )
+        call.future = asyncio.get_running_loop().create_future()
         lane.calls.append(call)
-        if lane.task is None:
-            lane.task = asyncio.get_running_loop().create_task(
-                self._drain(lane), name="nexios-redis-commands"
-            )
+        self._wake(lane)
+        return call.future
 
     def _pick(self, ordered: bool) -> _Lane:
         if ordered or len(self._lanes) == 1:
             return self._lanes[0]
-        return min(self._lanes[1:], key=lambda lane: len(lane.calls))
+        return min(self._lanes[1:], key=lambda lane: lane.busy + len(lane.calls))
+
+    def _wake(self, lane: _Lane) -> None:
+        if lane.calls and not lane.busy and lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._drain(lane), name="nexios-redis-commands"
+            )
 
     async def _drain(self, lane: _Lane) -> None:
         try:
-            while lane.calls:
+            while lane.calls and not lane.busy:
                 batch = self._take(lane)
                 if batch:
-                    await self._run(lane, batch)
+                    lane.busy = True
+                    try:
+                        await self._run(lane, batch)
+                    finally:
+                        lane.busy = False
         finally:
             lane.task = None
+        self._wake(lane)  # calls that came while the last batch finished
 
     def _take(self, lane: _Lane) -> list[_Call]:
         batch: list[_Call] = []
         while lane.calls and len(batch) < self._max_batch:
             call = lane.calls.popleft()
-            if not call.future.done():  # done: the caller was cancelled
+            if call.future is not None and not call.future.done():  # done: caller gave up
                 batch.append(call)
         return batch
 
     async def _run(self, lane: _Lane, batch: list[_Call]) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                replies = await self._pipeline(batch)
-                if self._scripts and any(isinstance(r, NoScriptError) for r in replies):
-                    replies = await self._reload_and_retry(batch, replies)
+            async with bounded(self._timeout):
+                replies = await self._pipeline([call.args for call in batch])
         except asyncio.CancelledError:
             _fail(batch, RedisConnectionError("the Redis client was closed"))
             raise
@@ -442,33 +549,43 @@ class CommandQueue:
             return
         self.batches += 1
         for call, reply in zip(batch, replies, strict=True):
-            if call.future.done():
+            if call.future is None or call.future.done():
                 continue
             if isinstance(reply, Exception):
                 call.future.set_exception(reply)
             else:
                 call.future.set_result(reply)
 
-    async def _pipeline(self, batch: Sequence[_Call]) -> list[Any]:
+    async def _direct(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await self._load_scripts()
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        replies = await self._pipeline_once(commands)
+        failed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if failed:
+            # Someone flushed the script cache (SCRIPT FLUSH; a restart reconnects and
+            # reloads): load again and rerun what failed. Those calls then run after the
+            # rest of their batch, the one case where calls may run out of order.
+            await self._load_scripts()
+            again = await self._pipeline_once([commands[i] for i in failed])
+            for i, reply in zip(failed, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline_once(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for call in batch:
-            pipe.execute_command(*call.args)
+        for args in commands:
+            pipe.execute_command(*args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
-    async def _reload_and_retry(self, batch: list[_Call], replies: list[Any]) -> list[Any]:
-        """Someone flushed the script cache (SCRIPT FLUSH): load again, rerun what failed.
-
-        The rerun calls run after the others of their batch; only a script-cache flush
-        in the middle of a batch can reorder calls this way.
-        """
-        for script in self._scripts.values():
+    async def _load_scripts(self) -> None:
+        for script in self._scripts:
             await self._client.script_load(script.source)
-        failed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        again = await self._pipeline([batch[i] for i in failed])
-        for i, reply in zip(failed, again, strict=True):
-            replies[i] = reply
-        return replies
 
     async def close(self) -> None:
         """Fail what is queued, stop the lanes (bounded), close the connections.
@@ -489,7 +606,11 @@ class CommandQueue:
             await self._client.aclose()
 
 
+def _evalsha(script: Script, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 def _fail(calls: Iterable[_Call], exc: BaseException) -> None:
     for call in calls:
-        if not call.future.done():
+        if call.future is not None and not call.future.done():
             call.future.set_exception(exc)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from nexios.history.base import HistoryLimits
 from nexios.history import memory
+from nexios.history.base import HistoryLimits
 from nexios.history.memory import MemoryHistoryStore
 from tests.conformance.history import HistoryStoreConformance, MakeStore
 
@@ -87,5 +87,8 @@ async def test_idempotency_keys_per_group_are_bounded(monkeypatch: pytest.Monkey
     # the 3 oldest keys were forgotten early, the 5 newest still count
     assert not (await store.append("g", "text", b"x", idempotency_key="k0")).duplicate
     assert all(
-        [(await store.append("g", "text", b"x", idempotency_key=f"k{i}")).duplicate for i in range(4, 8)]
+        [
+            (await store.append("g", "text", b"x", idempotency_key=f"k{i}")).duplicate
+            for i in range(4, 8)
+        ]
     )

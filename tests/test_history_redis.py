@@ -225,7 +225,9 @@ async def test_survives_a_redis_restart_and_a_freeze(own_redis: RedisServer) -> 
 
 
 @pytest.mark.anyio
-async def test_lost_data_means_a_new_epoch(make_redis_store: MakeStore, raw: aioredis.Redis) -> None:
+async def test_lost_data_means_a_new_epoch(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
     store = make_redis_store(None)
     before = [await store.append("room", "text", b"%d" % i) for i in range(3)]
     await raw.flushall()
@@ -290,3 +292,17 @@ async def test_cancel_and_close_are_prompt_while_redis_is_frozen(own_redis: Redi
         own_redis.thaw()
     assert [e.data for e in await store.read("room")] == [b"x"]
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_stream_key_of_another_type_fails_the_append_before_any_change(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    await store.append("room", "text", b"1")
+    await raw.delete("nexios:{g:room}:h")
+    await raw.set("nexios:{g:room}:h", "not a stream")
+    with pytest.raises(HistoryStoreError, match="WRONGTYPE"):
+        await store.append("room", "text", b"2", idempotency_key="k")
+    assert await raw.hget("nexios:{g:room}:m", "seq") == b"1"  # no number used up
+    assert await raw.exists("nexios:{g:room}:i:k") == 0

@@ -54,8 +54,10 @@ from nexios._redis import (
     LINK_ERRORS,
     CommandQueue,
     KeySpace,
+    LoopClock,
     append_args,
     append_keys,
+    bounded,
     client_from_url,
     describe_error,
     driver_errors,
@@ -255,7 +257,7 @@ class RedisLayer(ChannelLayer):
         self._was_up = False
         self._reader = asyncio.create_task(self._run(), name=f"nexios-redis-reader-{self._address}")
         try:
-            async with asyncio.timeout(self._timeout):
+            async with bounded(self._timeout):
                 await self._up.wait()
         except TimeoutError:
             error = self._last_error or "no answer"
@@ -344,7 +346,7 @@ class RedisLayer(ChannelLayer):
                         if self._conn is not conn:
                             return  # went down meanwhile; the reconnect redoes every group
                         self._expected.extend(run)
-                        async with asyncio.timeout(self._timeout):
+                        async with bounded(self._timeout):
                             await conn.send_command(
                                 run[0][0], *(channel for _, channel, _ in run), check_health=False
                             )
@@ -505,7 +507,7 @@ class RedisLayer(ChannelLayer):
             health_check_interval=0,
             retry=Retry(NoBackoff(), 0),
             socket_timeout=None,
-            socket_connect_timeout=self._timeout,
+            socket_connect_timeout=None,
             maint_notifications_config=None,
             maint_notifications_pool_handler=None,
         )
@@ -513,7 +515,7 @@ class RedisLayer(ChannelLayer):
         return connection
 
     async def _open(self, conn: AbstractConnection) -> None:
-        async with asyncio.timeout(self._timeout):
+        async with bounded(self._timeout):
             await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command("PING", check_health=False)
             await conn.read_response()
@@ -526,34 +528,46 @@ class RedisLayer(ChannelLayer):
             self._resubscribing = len(channels)
             for chunk in _chunks(channels, _SUBSCRIBE_CHUNK):
                 self._expected.extend((b"SUBSCRIBE", channel, None) for channel in chunk)
-                async with asyncio.timeout(self._timeout):
+                async with bounded(self._timeout):
                     await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
         if not channels:
             self._link_up()
 
     async def _listen(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
+        clock = LoopClock.of(loop)
         last_reply = loop.time()
         ping_sent: float | None = None
-        while True:
-            now = loop.time()
-            if ping_sent is None:
-                wait = last_reply + self._ping_interval - now
-                if wait <= 0:
-                    async with self._send_lock, asyncio.timeout(self._timeout):
-                        await conn.send_command("PING", check_health=False)
-                    ping_sent = now
+        busy_at_ping = 0.0
+        try:
+            while True:
+                now = loop.time()
+                if ping_sent is None:
+                    wait = last_reply + self._ping_interval - now
+                    if wait <= 0:
+                        async with self._send_lock, bounded(self._timeout):
+                            await conn.send_command("PING", check_health=False)
+                        ping_sent, busy_at_ping = now, clock.busy
+                        clock.acquire()
+                        continue
+                else:
+                    # Only time the loop was free counts: a busy loop may not have read
+                    # a PONG that is already here.
+                    waited = now - ping_sent - (clock.busy - busy_at_ping)
+                    wait = self._timeout - waited
+                    if wait <= 0:
+                        raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
+                reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
+                if reply is None:  # the read timed out: PING, or give up, above
                     continue
-            else:
-                wait = ping_sent + self._timeout - now
-                if wait <= 0:
-                    raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
-            reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
-            if reply is None:  # the read timed out; decide above whether to PING or give up
-                continue
-            last_reply = loop.time()
-            ping_sent = None
-            self._handle(reply)
+                last_reply = loop.time()
+                if ping_sent is not None:
+                    ping_sent = None
+                    clock.release()
+                self._handle(reply)
+        finally:
+            if ping_sent is not None:
+                clock.release()
 
     def _handle(self, reply: Any) -> None:
         if not isinstance(reply, list) or len(reply) < 3:

@@ -5,8 +5,16 @@
 -- idempotency window ms (0: no key).
 -- Defines `seq`, `epoch` and `id`. A duplicate returns {1, seq, epoch, id} of the
 -- original entry at once.
+-- Redis does not undo the writes of a script that fails half-way: every check that
+-- can fail comes before the first write, so a failed append changes nothing.
 -- @include now_ms
 local meta, stream, idempotency = KEYS[1], KEYS[2], KEYS[3]
+for key, expected in pairs({[meta] = 'hash', [stream] = 'stream'}) do
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= expected then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' .. expected)
+  end
+end
 local window = tonumber(ARGV[6])
 if window > 0 then
   local seen = redis.call('GET', idempotency)
