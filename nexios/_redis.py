@@ -217,8 +217,10 @@ class KeySpace:
 
     Per group ``g``: ``{prefix}:{g:<g>}`` is the pub/sub channel and the stem of its
     keys: ``:h`` history stream, ``:m`` numbering (hash: ``seq``, ``epoch``), ``:i:<key>``
-    idempotency of saved publishes, ``:u:<key>`` of unsaved ones, ``:p`` presence (zset of
-    channel ids scored by expiry) and ``:pi`` presence info (hash). Shared:
+    idempotency of saved publishes, ``:u:<key>`` of unsaved ones (``<key>`` is a digest
+    of the idempotency key), ``:p`` presence (zset of channel ids scored by expiry) and
+    ``:pi`` presence info (hash). What follows the last ``}`` of a key never contains
+    one, so no group name can make one group's key another's. Shared:
     ``{prefix}:pidx``, the presence expiry index (see ``presence_reap.lua``); on a
     cluster it would become one index per slot, so its scripts stay within one slot.
     """
@@ -253,10 +255,10 @@ class KeySpace:
         return f"{self.stem(group)}:m"
 
     def saved_key(self, group: str, idempotency_key: str | None) -> str:
-        return f"{self.stem(group)}:i:{idempotency_key or ''}"
+        return f"{self.stem(group)}:i:{_digest(idempotency_key or '')}"
 
     def unsaved_key(self, group: str, idempotency_key: str) -> str:
-        return f"{self.stem(group)}:u:{idempotency_key}"
+        return f"{self.stem(group)}:u:{_digest(idempotency_key)}"
 
     def presence(self, group: str) -> tuple[str, str]:
         stem = self.stem(group)
@@ -273,6 +275,10 @@ class KeySpace:
     def group_of_stream(self, key: bytes | str) -> str:
         text = key.decode() if isinstance(key, bytes) else key
         return text[len(self.group_head) : -len("}:h")]
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _glob_escape(text: str) -> str:

@@ -35,6 +35,7 @@ expiry is judged by one clock, so the processes' clocks never have to agree.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -393,16 +394,7 @@ class RedisLayer(ChannelLayer):
     async def publish(self, group: str, message: WireMessage) -> int:
         check_group_name(group)
         self._check_open()
-        raw = encode_wire(
-            WireMessage(
-                message.kind,
-                message.data,
-                message.seq,
-                self.origin,
-                message.epoch,
-                message.seq_field,
-            )
-        )
+        raw = encode_wire(dataclasses.replace(message, origin=self.origin))
         with self._errors(f"publish to group {group!r}: nothing was sent"):
             receivers = await self._queue.call("PUBLISH", self.keyspace.channel(group), raw)
         return int(receivers)
@@ -449,16 +441,7 @@ class RedisLayer(ChannelLayer):
         check_group_name(group)
         check_idempotency_key(idempotency_key)
         self._check_open()
-        raw = encode_wire(
-            WireMessage(
-                message.kind,
-                message.data,
-                message.seq,
-                self.origin,
-                message.epoch,
-                message.seq_field,
-            )
-        )
+        raw = encode_wire(dataclasses.replace(message, origin=self.origin))
         window = max(1, round(self.idempotency_window * 1000))
         with self._errors(f"publish to group {group!r}: nothing was sent"):
             duplicate, receivers = await self._queue.script(
