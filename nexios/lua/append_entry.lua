@@ -5,16 +5,11 @@
 -- idempotency window ms (0: no key).
 -- Defines `seq`, `epoch` and `id`. A duplicate returns {1, seq, epoch, id} of the
 -- original entry at once.
--- Redis does not undo the writes of a script that fails half-way: every check that
--- can fail comes before the first write, so a failed append changes nothing.
+-- Redis does not undo the writes of a script that fails half-way: everything that can
+-- fail (a key of another type, a write refused for memory) comes before the first write,
+-- so a failed append changes nothing.
 -- @include now_ms
 local meta, stream, idempotency = KEYS[1], KEYS[2], KEYS[3]
-for key, expected in pairs({[meta] = 'hash', [stream] = 'stream'}) do
-  local found = redis.call('TYPE', key)['ok']
-  if found ~= 'none' and found ~= expected then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' .. expected)
-  end
-end
 local window = tonumber(ARGV[6])
 if window > 0 then
   local seen = redis.call('GET', idempotency)
@@ -30,9 +25,10 @@ if not epoch then
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch)
 end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0') + 1
 local id = redis.call('XADD', stream, 'MAXLEN', '=', ARGV[3], '*',
                       'seq', seq, 'kind', ARGV[1], 'data', ARGV[2])
+redis.call('HSET', meta, 'seq', seq)
 local max_age = tonumber(ARGV[4])
 if max_age > 0 then
   -- never trim the entry just added, whatever the clock did
