@@ -30,7 +30,7 @@ import importlib.resources
 import re
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,6 +49,7 @@ from nexios.history.base import HistoryEntry, HistoryLimits
 __all__ = [
     "DEFAULT_TIMEOUT",
     "LINK_ERRORS",
+    "Bounded",
     "CommandQueue",
     "KeySpace",
     "LoopClock",
@@ -337,7 +338,9 @@ class LoopClock:
     """Time the event loop was busy running callbacks, sampled while deadlines run.
 
     A timer that runs late shows that the loop was busy elsewhere for that long: time
-    in which a reply from Redis may have been waiting, unread. One clock per loop.
+    in which a reply from Redis may have been waiting, unread. One clock per loop; it
+    ticks every :data:`TICK` seconds while a deadline uses it, and stops by itself once
+    none does.
     """
 
     _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClock] = (
@@ -347,8 +350,8 @@ class LoopClock:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.busy = 0.0
-        self._users = 0
-        self._tick: asyncio.TimerHandle | None = None
+        self.users = 0
+        self._ticking = False
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> LoopClock:
@@ -358,58 +361,68 @@ class LoopClock:
         return clock
 
     def acquire(self) -> None:
-        self._users += 1
-        if self._tick is None:
+        self.users += 1
+        if not self._ticking:
+            self._ticking = True
             due = self._loop.time() + TICK
-            self._tick = self._loop.call_at(due, self._sample, due)
+            self._loop.call_at(due, self._sample, due)
 
     def release(self) -> None:
-        self._users -= 1
-        if not self._users and self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
+        self.users -= 1
 
     def _sample(self, due: float) -> None:
         now = self._loop.time()
         self.busy += max(0.0, now - due)
-        next_due = now + TICK
-        self._tick = self._loop.call_at(next_due, self._sample, next_due)
+        if self.users:
+            self._loop.call_at(now + TICK, self._sample, now + TICK)
+        else:
+            self._ticking = False
 
 
-@contextlib.asynccontextmanager
-async def bounded(seconds: float) -> AsyncIterator[None]:
+class Bounded:
+    """The context manager :func:`bounded` returns."""
+
+    __slots__ = ("_began", "_busy_before", "_check", "_clock", "_loop", "_seconds", "_timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        clock = self._clock = LoopClock.of(loop)
+        self._began = loop.time()
+        self._busy_before = clock.busy
+        clock.acquire()
+        self._timeout = asyncio.timeout(None)
+        await self._timeout.__aenter__()
+        self._check = loop.call_at(self._began + self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        now = self._loop.time()
+        free = now - self._began - (self._clock.busy - self._busy_before)
+        if free < self._seconds and now < self._began + MAX_STRETCH * self._seconds:
+            self._check = self._loop.call_at(now + self._seconds - free, self._expire)
+        else:
+            self._timeout.reschedule(now)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self._check.cancel()
+        self._clock.release()
+        await self._timeout.__aexit__(exc_type, exc, tb)
+
+
+def bounded(seconds: float) -> Bounded:
     """``asyncio.timeout(seconds)`` that does not blame Redis for a busy event loop.
 
     Only time in which the loop was free counts: while a join storm or a big fan-out
     keeps the loop busy, a reply may be waiting unread, so the deadline moves on by the
     time the loop spent elsewhere (:class:`LoopClock`). A silent server times out after
     ``seconds`` of free loop time; a loop that never frees up gives up after
-    :data:`MAX_STRETCH` times ``seconds``.
+    :data:`MAX_STRETCH` times ``seconds``. Raises ``TimeoutError``.
     """
-    loop = asyncio.get_running_loop()
-    clock = LoopClock.of(loop)
-    began = loop.time()
-    busy_before = clock.busy
-    clock.acquire()
-    try:
-        async with asyncio.timeout(None) as timeout:
-            handles: list[asyncio.TimerHandle] = []
-
-            def check() -> None:
-                now = loop.time()
-                free = now - began - (clock.busy - busy_before)
-                if free < seconds and now < began + MAX_STRETCH * seconds:
-                    handles[0] = loop.call_at(now + seconds - free, check)
-                else:
-                    timeout.reschedule(now)
-
-            handles.append(loop.call_at(began + seconds, check))
-            try:
-                yield
-            finally:
-                handles[0].cancel()
-    finally:
-        clock.release()
+    return Bounded(seconds)
 
 
 # -- the command queue -------------------------------------------------------------------

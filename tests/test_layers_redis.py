@@ -12,6 +12,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from nexios._redis import CommandQueue, client_from_url
 from nexios.exceptions import BackendUnavailableError, ChannelError, ConfigurationError
 from nexios.history.base import HistoryLimits
 from nexios.history.memory import MemoryHistoryStore
@@ -750,4 +751,54 @@ async def test_a_busy_event_loop_is_not_an_outage(redis_url: str) -> None:
     await asyncio.gather(*calls)
     assert layer.health().connected and layer.health().reconnects == 0
     await history.close()
+    await layer.stop()
+
+
+# the command queue both Redis backends use
+
+
+@pytest.mark.anyio
+async def test_ordered_calls_run_in_call_order_in_few_batches(redis_url: str) -> None:
+    queue = CommandQueue(client_from_url(redis_url, timeout=2.0), timeout=2.0)
+    await asyncio.gather(*(queue.call("RPUSH", "order", i) for i in range(3000)))
+    assert [int(v) for v in await queue.call("LRANGE", "order", 0, -1)] == list(range(3000))
+    # the first call ran at once; the others waited and went as pipelines of <= 512
+    assert queue.batches <= 3000 // 512 + 2
+    await queue.close()
+
+
+@pytest.mark.anyio
+async def test_a_call_cancelled_while_queued_never_runs(redis_url: str) -> None:
+    queue = CommandQueue(client_from_url(redis_url, timeout=2.0), timeout=2.0)
+    first = asyncio.ensure_future(queue.call("SET", "first", 1))
+    cancelled = asyncio.ensure_future(queue.call("SET", "cancelled", 1))
+    last = asyncio.ensure_future(queue.call("SET", "last", 1))
+    await asyncio.sleep(0)  # all three are in: one on the wire, two queued
+    cancelled.cancel()
+    await asyncio.gather(first, last)
+    assert await queue.call("EXISTS", "first", "cancelled", "last") == 2
+    await queue.close()
+
+
+@pytest.mark.anyio
+async def test_an_overloaded_queue_refuses_more_calls(redis_url: str) -> None:
+    queue = CommandQueue(client_from_url(redis_url, timeout=2.0), timeout=2.0, max_queued=10)
+    results = await asyncio.gather(
+        *(queue.call("INCR", "n") for _ in range(30)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert refused and all(isinstance(r, ChannelError) for r in refused)
+    assert not any(isinstance(r, BackendUnavailableError) for r in refused)
+    assert "already waiting" in str(refused[0])
+    assert int(await queue.call("GET", "n")) == 30 - len(refused)
+    await queue.close()
+
+
+@pytest.mark.anyio
+async def test_scripts_come_back_after_a_script_flush(redis_url: str, raw: aioredis.Redis) -> None:
+    layer = await started(redis_url)
+    await layer.presence_add("room", "c1", b"", ttl=30)
+    await raw.script_flush()  # no reconnect: the connections do not reload by themselves
+    await asyncio.gather(*(layer.presence_add("room", f"c{i}", b"", ttl=30) for i in range(50)))
+    assert len(await layer.presence_list("room")) == 50
     await layer.stop()
