@@ -222,8 +222,12 @@ class KeySpace:
     of the idempotency key), ``:p`` presence (zset of channel ids scored by expiry) and
     ``:pi`` presence info (hash). What follows the last ``}`` of a key never contains
     one, so no group name can make one group's key another's. Shared:
-    ``{prefix}:pidx``, the presence expiry index (see ``presence_reap.lua``); on a
-    cluster it would become one index per slot, so its scripts stay within one slot.
+    ``{prefix}:pidx``, the presence expiry index (see ``presence_reap.lua``).
+
+    Towards Redis Cluster: every per-group script (append, publish, presence of one
+    group) touches one slot. What spans groups is meant to be split per slot there: the
+    expiry index becomes one index per slot (its tag chosen to hash into that slot), and
+    heartbeat/refresh chunks group their entries by slot.
     """
 
     server: str

@@ -802,3 +802,29 @@ async def test_scripts_come_back_after_a_script_flush(redis_url: str, raw: aiore
     await asyncio.gather(*(layer.presence_add("room", f"c{i}", b"", ttl=30) for i in range(50)))
     assert len(await layer.presence_list("room")) == 50
     await layer.stop()
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_loop_of_commands_is_never_lost(redis_url: str) -> None:
+    """A stop that cancels the maintenance loop must end it, whatever it was awaiting
+    (redis-py's socket timeout is built on wait_for, which loses such cancels on 3.11)."""
+    layer = await started(redis_url)
+    history = layer.default_history()
+    await layer.presence_add("room", "c1", b"", ttl=30)
+
+    async def maintain() -> None:
+        while True:
+            await layer.presence_heartbeat([("room", "c1", b"")], ttl=30)
+            await layer.presence_reap()
+            await history.read("room", limit=0)
+
+    for attempt in range(50):
+        task = asyncio.ensure_future(maintain())
+        for _ in range(attempt % 9):
+            await asyncio.sleep(0)  # cancel at a different point each time
+        task.cancel()
+        with anyio.fail_after(1):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    await history.close()
+    await layer.stop()
