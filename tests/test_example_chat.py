@@ -315,35 +315,53 @@ async def test_over_a_real_server_with_sqlite_history(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")
-async def test_two_workers_over_redis(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
+async def test_two_workers_and_a_second_server_over_redis(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     redis_server.flush()
     env = {"NEXIOS_CHANNELS_URL": redis_server.url()}
-    # No NEXIOS_HISTORY_URL: the app's default, chat-history.db in the working directory.
-    with serve("examples.chat.app:app", env=env, args=["--workers", "2"], cwd=tmp_path) as server:
+
+    # uvicorn's workers share one listening socket and the kernel picks the worker of each
+    # connection, so members of a --workers 2 server may all land in one process. The
+    # second server is another process for certain: its members and the first server's
+    # must hear each other through Redis. Both use the app's default history,
+    # chat-history.db in the working directory: one file.
+    def run(*args: str) -> contextlib.AbstractContextManager[Server]:
+        return serve("examples.chat.app:app", env=env, args=args, cwd=tmp_path)
+
+    with run("--workers", "2") as workers, run() as single:
+        homes = [workers, workers, single, single]
         async with contextlib.AsyncExitStack() as stack:
-            rooms: list[Subscription] = []
             clients: list[Client] = []
-            pids: set[str] = set()
-            # Connect until the two workers each hold a member (the kernel picks).
-            for i in range(24):
+            rooms: list[Subscription] = []
+            pids: list[str] = []
+            for i, server in enumerate(homes):
                 client, room = await stack.enter_async_context(
                     join_real(server, f"user{i}", "chat:multi")
                 )
                 clients.append(client)
                 rooms.append(room)
-                log = await asyncio.to_thread(server.wait_for_log, f"user{i} connected", TIMEOUT)
-                pids |= set(re.findall(r"connected \(pid (\d+)\)", log))
-                if len(pids) == 2 and len(clients) >= 2:
-                    break
-            assert len(pids) == 2, "every connection went to the same worker"
-            for client in clients:
-                await client.publish("chat:multi", {"text": "across workers"})
-            for room in rooms:
-                got = [await room.get(TIMEOUT) for _ in clients]
-                assert [m.data["text"] for m in got] == ["across workers"] * len(clients)
-                assert [m.seq for m in got] == list(range(1, len(clients) + 1))
-            async with join_real(server, "late", "chat:multi") as (late, room):
-                assert len(room.members) == len(clients) + 1
+                line = f"user{i} connected"
+                log = await asyncio.to_thread(server.wait_for_log, line, TIMEOUT)
+                pids.append(re.findall(rf"{line} \(pid (\d+)\)", log)[0])
+            assert pids[2] == pids[3] and pids[2] not in pids[:2], pids
+            for i, client in enumerate(clients):
+                await client.publish("chat:multi", {"text": f"from user{i}"})
+                # Sent one after the other, so every client sees the same order.
+                for room in rooms:
+                    message = await room.get(TIMEOUT)
+                    assert (message.seq, message.data["text"]) == (i + 1, f"from user{i}")
+            # Presence and history are shared too, whichever process answers.
+            texts = [f"from user{i}" for i in range(len(clients))]
+            names = [f"user{i}" for i in range(len(clients))]
+            async with join_real(workers, "late0", "chat:multi") as (late, room):
+                assert sorted(i["name"] for i in room.members.values()) == sorted([*names, "late0"])
                 page = await late.history("chat:multi", limit=50)
-                assert len(page["messages"]) == len(clients)
+                assert [m["data"]["text"] for m in page["messages"]] == texts
+                async with join_real(single, "late1", "chat:multi") as (late, room):
+                    everyone = sorted([*names, "late0", "late1"])
+                    assert sorted(i["name"] for i in room.members.values()) == everyone
+                    page = await late.history("chat:multi", limit=50)
+                    assert [m["data"]["text"] for m in page["messages"]] == texts
     assert (tmp_path / "chat-history.db").exists()

@@ -26,7 +26,7 @@ import contextvars
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +42,6 @@ from nexios.runtime.presence import PresenceMember, member_from_record, presence
 from nexios.runtime.senders import (
     EVICTION_CLOSE_CODE,
     FlushScheduler,
-    Sender,
     sender_for,
 )
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
@@ -67,6 +66,9 @@ MAX_GROUP_NAME_BYTES = 1024
 
 GroupPolicy = Callable[[Channel, str], Awaitable[bool]]
 """``async def policy(channel, group) -> bool``: may this channel join this group?"""
+
+MAX_SEQ = 2**63 - 1
+"""Largest seq a store holds; a client's ``since`` above it is simply ahead of history."""
 
 MAX_REPLAY = 1000
 """Most saved messages a join with ``since`` replays; more missed is ``complete=False``."""
@@ -395,6 +397,8 @@ class ChannelsRuntime:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
         if since is not None and since < 0:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
+        if since is not None:
+            since = min(since, MAX_SEQ)  # ahead of any history: complete=False
         if (
             not hidden
             and self.group_policy is not None
@@ -808,6 +812,8 @@ class ChannelsRuntime:
         epoch: str | None = None,
     ) -> HistoryPage:
         await self.ensure_started()
+        if since is not None and since > MAX_SEQ:
+            since = MAX_SEQ  # ahead of any history: complete=False
         return await self.history.read(group, since=since, limit=limit, epoch=epoch)
 
     async def presence(self, group: str) -> list[PresenceMember]:
@@ -883,15 +889,18 @@ class ChannelsRuntime:
                 logger.exception("Channel maintenance failed; retrying")
 
     def _check_senders(self, now: float) -> None:
-        for channel in list(self.channels.values()):
-            sender: Sender | None = channel.sender
-            if sender is not None and not sender.closed and sender.overdue(now):
-                self._on_sender_failure(
-                    channel, EVICTION_CLOSE_CODE, "send deadline missed: client too slow"
-                )
+        assert self._scheduler is not None
+        busy = self._scheduler.busy
+        for sender in list(busy):
+            if sender.closed:
+                busy.discard(sender)
+            elif sender.overdue(now):
+                sender.missed_deadline()
+            elif sender.idle:
+                busy.discard(sender)
 
     async def _close_expired(self) -> None:
-        for channel in list(self.channels.values()):
+        for channel in [c for c in self.channels.values() if c.expires is not None]:
             if channel.is_expired():
                 logger.info("Channel %s expired after %ss idle", channel.uuid, channel.expires)
                 await self.forget(
@@ -899,14 +908,26 @@ class ChannelsRuntime:
                 )
 
     async def _heartbeat(self) -> None:
-        members: Iterable[tuple[str, str]] = list(self._presence_info)
+        """Keep this process's presence entries alive — adding back any that vanished
+        (the broker lost its data; another process reaped them while this one stalled) —
+        then reap the entries of processes that died."""
+        entries = [(group, cid, info) for (group, cid), info in self._presence_info.items()]
         try:
-            if members:
-                await self.layer.presence_refresh(members, self.settings.presence_ttl)
+            restored = (
+                await self.layer.presence_heartbeat(entries, self.settings.presence_ttl)
+                if entries
+                else []
+            )
             reaped = await self.layer.presence_reap()
         except ChannelError as error:
             logger.warning("Presence heartbeat failed: %s", error)
             return
+        for record in restored:
+            member = member_from_record(record)
+            logger.info("Presence of %s in %r restored", member.channel_id, member.group)
+            await self._emit(
+                "channel.join", member.group, member.channel_id, member.metadata, "restored"
+            )
         for record in reaped:
             member = member_from_record(record)
             await self._emit(
