@@ -15,8 +15,8 @@ Hooks (all optional; ``channel.websocket.user`` is the handshake's user):
 - **Handshake**: the route's ``auth=`` / the app's ``ws_auth`` and ``allowed_origins``
   run before anything else (:mod:`nexios.security`).
 - ``authenticate(ws, token) -> Identity | user | None``: checks the ``connect`` frame's
-  token (and ``refresh``'s). None refuses (401); raise :class:`ProtocolError` for another
-  code (419: expired). An :class:`Identity` also carries the presence ``info`` and
+  token (and ``refresh``'s). None refuses (401); raise :class:`ProtocolError` (or
+  :class:`~nexios.security.AuthError`) for another code (419: expired, 403: banned). An :class:`Identity` also carries the presence ``info`` and
   when the token ``expires_at``. Without it, the handshake's user is the identity.
 - ``groups(name) -> bool``: which group names this endpoint serves (others: 404).
 - ``can_subscribe``, ``can_publish``, ``can_see_presence``: ``async (channel, group) ->
@@ -25,6 +25,8 @@ Hooks (all optional; ``channel.websocket.user`` is the handshake's user):
   forbids client publishing. ``can_see_presence`` defaults to ``can_subscribe``.
 - ``on_publish(channel, group, data) -> data``: validates or transforms what a client
   publishes; raise ``ProtocolError(code, message)`` to refuse it (400, 403, 413, 429...).
+  Every hook may raise ``ProtocolError`` to refuse with its own code and message (the
+  chat example's room check answers 404 with the naming rule).
 - ``history``: whether client publishes to a group are saved (``True``, ``False`` or
   ``(group) -> bool``): saved ones get a ``seq`` and can be recovered.
 
@@ -96,6 +98,7 @@ from nexios.protocol import (
     unsubscribed_push,
 )
 from nexios.runtime import Channel, ChannelsRuntime, GroupPolicy
+from nexios.security import AuthError
 
 __all__ = [
     "CLIENT_PATH",
@@ -577,7 +580,10 @@ class ProtocolConnection:
         if hook is None:
             user = self.ws.user
             return Identity(user, user if isinstance(user, Mapping) else {})
-        result = await maybe_await(hook(self.ws, token))
+        try:
+            result = await maybe_await(hook(self.ws, token))
+        except AuthError as error:  # the handshake hooks' way of refusing, accepted here too
+            raise ProtocolError(error.status, error.reason) from None
         if result is None:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, "the token was refused")
         if isinstance(result, Identity):

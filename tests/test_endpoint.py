@@ -25,6 +25,7 @@ from nexios.framing import FrameSet
 from nexios.limits import Limits
 from nexios.protocol import COMMAND_TYPES, ConnectCommand, parse_command
 from nexios.runtime import Channel
+from nexios.security import AuthError
 from nexios.testing import TestClient
 from nexios.websockets import ChannelBox, WebSocket
 from tests.support.protocol_conn import Conn, protocol
@@ -375,6 +376,8 @@ def test_the_app_removing_a_member_is_an_unsubscribed_push(client: TestClient) -
 
 def token_app(**options: Any) -> NexiosApp:
     async def authenticate(ws: WebSocket, token: str | None) -> Identity | None:
+        if token == "banned":
+            raise AuthError(403, "banned")
         if token is None or not token.startswith("valid"):
             return None
         if token == "valid-expired":
@@ -387,7 +390,7 @@ def token_app(**options: Any) -> NexiosApp:
 
 @pytest.mark.parametrize(
     ("token", "code", "close"),
-    [(None, 401, 4500), ("forged", 401, 4500), ("valid-expired", 419, 4001)],
+    [(None, 401, 4500), ("forged", 401, 4500), ("valid-expired", 419, 4001), ("banned", 403, 4501)],
 )
 def test_refused_tokens(token: str | None, code: int, close: int) -> None:
     with (
