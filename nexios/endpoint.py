@@ -16,8 +16,9 @@ Hooks (all optional; ``channel.websocket.user`` is the handshake's user):
   run before anything else (:mod:`nexios.security`).
 - ``authenticate(ws, token) -> Identity | user | None``: checks the ``connect`` frame's
   token (and ``refresh``'s). None refuses (401); raise :class:`ProtocolError` (or
-  :class:`~nexios.security.AuthError`) for another code (419: expired, 403: banned). An :class:`Identity` also carries the presence ``info`` and
-  when the token ``expires_at``. Without it, the handshake's user is the identity.
+  :class:`~nexios.security.AuthError`) for another code (419: expired, 403: banned).
+  An :class:`Identity` also carries the presence ``info`` and when the token
+  ``expires_at``. Without it, the handshake's user is the identity.
 - ``groups(name) -> bool``: which group names this endpoint serves (others: 404).
 - ``can_subscribe``, ``can_publish``, ``can_see_presence``: ``async (channel, group) ->
   bool`` per group (refused: 403). The app's group policy also applies to every
