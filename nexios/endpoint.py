@@ -46,7 +46,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -678,11 +678,7 @@ class ProtocolConnection:
         watched = self.subscriptions.pop(group)
         self.push_bytes(unsubscribed_push(group, ErrorCode.REMOVED, "removed by the server", False))
         if watched and self.channel is not None:
-            task = asyncio.get_running_loop().create_task(
-                self.runtime.leave(self.channel, presence_group(group))
-            )
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._spawn(self.runtime.leave(self.channel, presence_group(group)))
 
     async def _publish(self, command: PublishCommand) -> dict[str, Any]:
         channel = self.channel
@@ -733,7 +729,11 @@ class ProtocolConnection:
         if sender is not None:
             sender.put(frame)
             return
-        task = asyncio.get_running_loop().create_task(self._send_direct(frame.payload))
+        self._spawn(self._send_direct(frame.payload))
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in a task this connection waits for before it closes."""
+        task = asyncio.get_running_loop().create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from nexios.client import connect
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.server import REPO_ROOT, Server, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         "needs Debian's chromium at /usr/bin/chromium (run scripts/install-browser.sh)",
@@ -39,16 +39,6 @@ except ImportError:
 
 TIMEOUT_MS = 5000
 SCREENSHOT = REPO_ROOT / "docs" / "chat-screenshot.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HISTORY_KEPT = 5
 
 OpenPage = Callable[[str, str], Page]

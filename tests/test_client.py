@@ -121,6 +121,15 @@ async def scripted() -> AsyncIterator[Script]:
         yield script
 
 
+async def started(script: Script, client: Client, **result: Any) -> Peer:
+    """Start ``client`` and accept its connect (``result`` fields in the reply)."""
+    starting = asyncio.ensure_future(client.start())
+    peer = await script.peer()
+    await peer.accept(**result)
+    await starting
+    return peer
+
+
 async def subscribed(
     script: Script, client: Client, peer: Peer, **options: Any
 ) -> tuple[Any, list[Recovery]]:
@@ -141,10 +150,7 @@ async def take(sub: Any, count: int) -> list[Any]:
 async def test_order_dedupe_and_a_gap_filled_from_history() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=TIMEOUT)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept()
-        await starting
+        peer = await started(script, client)
         sub, recoveries = await subscribed(script, client, peer)
         for seq in (1, 2, 2, 1, 5, 4, 5):
             await peer.message(seq)
@@ -165,10 +171,7 @@ async def test_order_dedupe_and_a_gap_filled_from_history() -> None:
 async def test_an_unfillable_gap_and_an_epoch_change_are_reported() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=TIMEOUT)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept()
-        await starting
+        peer = await started(script, client)
         sub, recoveries = await subscribed(script, client, peer)
         await peer.message(1)
         await peer.message(4)
@@ -195,10 +198,7 @@ async def test_reconnect_resubscribes_from_the_position_and_merges_early_pushes(
         client = connect(
             script.url, timeout=TIMEOUT, min_delay=0.01, on_state=lambda s, c: states.append(s)
         )
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept()
-        await starting
+        peer = await started(script, client)
         sub, recoveries = await subscribed(script, client, peer, presence=True)
         for seq in (1, 2):
             await peer.message(seq)
@@ -239,10 +239,7 @@ async def test_reconnect_resubscribes_from_the_position_and_merges_early_pushes(
 async def test_no_frame_within_ping_and_grace_replaces_the_socket() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=TIMEOUT, min_delay=0.01, ping_grace=0.2)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept(ping=0.2)
-        await starting
+        await started(script, client, ping=0.2)  # then silent
         began = time.monotonic()
         second = await script.peer()  # the server went silent: a new socket
         assert time.monotonic() - began >= 0.35
@@ -257,10 +254,7 @@ async def test_no_frame_within_ping_and_grace_replaces_the_socket() -> None:
 async def test_server_pings_are_answered() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=TIMEOUT)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept(ping=25)
-        await starting
+        peer = await started(script, client, ping=25)
         await peer.send({"type": "ping"})
         assert json.loads(await asyncio.wait_for(peer.ws.recv(), TIMEOUT)) == {"type": "pong"}
         await client.close()
@@ -269,10 +263,7 @@ async def test_server_pings_are_answered() -> None:
 async def test_a_command_times_out_and_publish_retries_keep_their_key() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=0.3, retries=1, min_delay=0.01)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept()
-        await starting
+        peer = await started(script, client)
         publishing = asyncio.ensure_future(client.publish("room", {"n": 1}))
         first = await peer.expect("publish")
         second = await peer.expect("publish")  # no reply: retried once, same key
@@ -287,10 +278,7 @@ async def test_a_command_times_out_and_publish_retries_keep_their_key() -> None:
 async def test_a_publish_lost_with_its_connection_is_sent_again() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=TIMEOUT, min_delay=0.01)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept()
-        await starting
+        peer = await started(script, client)
         publishing = asyncio.ensure_future(client.publish("room", "x", key="k1"))
         assert (await peer.expect("publish"))["idempotency_key"] == "k1"
         await peer.close(1012)
@@ -347,10 +335,7 @@ async def test_tokens_expired_refreshed_and_refused() -> None:
 async def test_a_full_queue_drops_the_oldest_and_says_so() -> None:
     async with scripted() as script:
         client = connect(script.url, timeout=TIMEOUT)
-        starting = asyncio.ensure_future(client.start())
-        peer = await script.peer()
-        await peer.accept()
-        await starting
+        peer = await started(script, client)
         sub, recoveries = await subscribed(script, client, peer, max_queue=3)
         for n in range(5):
             await peer.send({"type": "message", "group": "room", "data": n})

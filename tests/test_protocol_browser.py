@@ -29,12 +29,12 @@ import httpx
 import pytest
 
 from nexios.client import connect
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.redis import REDIS_SERVER, RedisServer
 from tests.support.server import Server, free_port, serve, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
 try:
@@ -43,16 +43,6 @@ except ImportError:
     pytest.skip("needs the playwright package", allow_module_level=True)
 
 APP = "tests.support.protocol_app:app"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 30_000
 GROUPS = ("alpha", "beta", "gamma")
 _names = itertools.count()

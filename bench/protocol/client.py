@@ -23,7 +23,7 @@ from typing import Any
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from bench.client import FanOut, Idle, broadcast_payload, close_all, emit
+from bench.client import FanOut, Idle, close_all, drive_fanout, emit, start_window
 
 _TEXT = WSMsgType.TEXT
 _CONNECT_BATCH = 100
@@ -35,7 +35,7 @@ class Member(WSListener):  # type: ignore[misc]
     """A fan-out member; frames arrive in broadcast order, so only the first is parsed.
 
     A protocol member finds the broadcast inside the ``message`` push's ``data``; its
-    first frame is the ``connect`` reply.
+    first frame is the ``connect`` reply. The measurement is ``bench.client``'s.
     """
 
     fanout: FanOut
@@ -78,12 +78,6 @@ class Member(WSListener):  # type: ignore[misc]
             fanout.done.put_nowait((seq, time.monotonic_ns() - sent))
 
 
-def percentile(ordered: list[int], fraction: float) -> float:
-    if not ordered:
-        return float("nan")
-    return float(ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))])
-
-
 def _broadcast(data: bytes) -> bytes:
     """The broadcast text: the frame itself, or the ``data`` of a protocol push."""
     start = data.find(_DATA)
@@ -113,54 +107,10 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     path = "/connect" if protocol else "/member?group=fan"
     transports = await connect_members(url + path, members, protocol)
     publisher, _ = await ws_connect(Idle, url + "/pub?group=fan")
-    size, seq = spec["payload"], 0
-
-    async def one(timeout: float) -> int:
-        nonlocal seq
-        seq += 1
-        publisher.send(_TEXT, broadcast_payload(seq, size))
-        while True:
-            done_seq, latency = await asyncio.wait_for(fanout.done.get(), timeout)
-            if done_seq == seq:
-                return latency
-
-    # Plain members join after their handshake: broadcast until one reaches everybody.
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            await one(0.5)
-            break
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"a broadcast never reached all {members} members") from None
-    for _ in range(3):
-        await one(10)
-    latencies: list[int] = []
-    stop_at = time.monotonic() + spec["latency_time"]
-    while len(latencies) < spec["latency_count"] and time.monotonic() < stop_at:
-        latencies.append(await one(10))
-    window = spec["window"]
-    emit("start")
-    begin, first = time.perf_counter(), fanout.delivered()
-    for _ in range(window):
-        seq += 1
-        publisher.send(_TEXT, broadcast_payload(seq, size))
-    end_at = begin + spec["duration"]
-    while time.perf_counter() < end_at:
-        await asyncio.wait_for(fanout.done.get(), 10)
-        seq += 1
-        publisher.send(_TEXT, broadcast_payload(seq, size))
-    elapsed, delivered = time.perf_counter() - begin, fanout.delivered() - first
-    emit("stop")
+    result = await drive_fanout(publisher, fanout, spec)
     publisher.disconnect()
     await close_all(transports)
-    latencies.sort()
-    return {
-        "rate": delivered / elapsed,
-        "p50_ms": percentile(latencies, 0.50) / 1e6,
-        "p99_ms": percentile(latencies, 0.99) / 1e6,
-        "broadcasts": len(latencies),
-    }
+    return result
 
 
 class Publisher(WSListener):  # type: ignore[misc]
@@ -229,7 +179,7 @@ async def run_publish(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(spec["window"]):
         listener.send_one()
     await asyncio.sleep(spec["warmup"])
-    emit("start")
+    await start_window()
     begin, replies, pushes = time.perf_counter(), listener.replies, listener.pushes
     await asyncio.sleep(spec["duration"])
     elapsed = time.perf_counter() - begin
