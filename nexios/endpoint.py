@@ -410,7 +410,7 @@ class ProtocolConnection:
                     return
                 text = message.get("text")
                 if text is None:
-                    self.push_bytes(
+                    await self.send(
                         error_push(ErrorCode.BAD_REQUEST, "send JSON text frames, not binary")
                     )
                     continue
@@ -449,7 +449,7 @@ class ProtocolConnection:
         if isinstance(command, PongCommand):
             return True
         if self.channel is None and not isinstance(command, ConnectCommand):
-            self.push_bytes(
+            await self.send(
                 error_reply(
                     command.id,
                     ErrorCode.BAD_REQUEST,
@@ -460,31 +460,31 @@ class ProtocolConnection:
         if isinstance(command, ConnectCommand):
             if self.channel is None:
                 return await self._connect(command)
-            self.push_bytes(
+            await self.send(
                 error_reply(command.id, ErrorCode.BAD_REQUEST, '"connect" is accepted once')
             )
             return True
         if self._expired():
-            self.push_bytes(
+            await self.send(
                 error_reply(command.id, ErrorCode.TOKEN_EXPIRED, "the token expired: refresh it")
             )
             return True
         try:
             result = await self._run(command)
         except ProtocolError as error:
-            self.push_bytes(error_reply(command.id, _code(error.code), error.message))
+            await self.send(error_reply(command.id, _code(error.code), error.message))
             if isinstance(command, RefreshCommand) and error.code == ErrorCode.UNAUTHORIZED:
                 await self._disconnect(DisconnectCode.UNAUTHORIZED, error.message)
                 return False
             return True
-        self.push_bytes(reply(command.id, result))
+        await self.send(reply(command.id, result))
         return True
 
     async def _malformed(self, text: str, error: ProtocolError) -> bool:
         if error.command_id is None:
-            self.push_bytes(error_push(_code(error.code), error.message))
+            await self.send(error_push(_code(error.code), error.message))
             return True
-        self.push_bytes(error_reply(error.command_id, _code(error.code), error.message))
+        await self.send(error_reply(error.command_id, _code(error.code), error.message))
         if self.channel is None and _looks_like_connect(text):
             await self._disconnect(DisconnectCode.BAD_REQUEST, error.message)
             return False
@@ -497,22 +497,29 @@ class ProtocolConnection:
     # ------------------------------------------------------------------ commands
 
     async def _run(self, command: Command) -> dict[str, Any]:
+        if isinstance(command, SubscribeCommand):
+            work = self._subscribe(command.group, command.options)
+        elif isinstance(command, UnsubscribeCommand):
+            work = self._unsubscribe(command.group)
+        elif isinstance(command, PublishCommand):
+            work = self._publish(command)
+        elif isinstance(command, HistoryCommand):
+            work = self._history(command)
+        elif isinstance(command, PresenceCommand):
+            work = self._presence(command.group)
+        elif isinstance(command, RefreshCommand):
+            work = self._refresh(command.token)
+        elif isinstance(command, PingCommand):
+            return {}
+        else:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"unexpected command {command.type!r}")
+        return await self._guarded(command.type, work)
+
+    @staticmethod
+    async def _guarded(what: str, work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+        """Run a command; what fails becomes the protocol error a client can act on."""
         try:
-            if isinstance(command, SubscribeCommand):
-                return await self._subscribe(command.group, command.options)
-            if isinstance(command, UnsubscribeCommand):
-                await self._unsubscribe(command.group)
-                return {}
-            if isinstance(command, PublishCommand):
-                return await self._publish(command)
-            if isinstance(command, HistoryCommand):
-                return await self._history(command)
-            if isinstance(command, PresenceCommand):
-                return await self._presence(command.group)
-            if isinstance(command, RefreshCommand):
-                return await self._refresh(command.token)
-            if isinstance(command, PingCommand):
-                return {}
+            return await work
         except ProtocolError:
             raise
         except GroupAccessDenied as error:
@@ -522,35 +529,36 @@ class ProtocolConnection:
         except ConfigurationError as error:
             raise ProtocolError(ErrorCode.BAD_REQUEST, str(error)) from None
         except Exception:
-            logger.exception("Protocol command %r failed", command.type)
+            logger.exception("Protocol command %r failed", what)
             raise ProtocolError(ErrorCode.INTERNAL, "the server failed; try again") from None
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unexpected command {command.type!r}")
 
     async def _connect(self, command: ConnectCommand) -> bool:
         try:
             identity = await self._identify(command.token)
+            channel = Channel(
+                self.ws, payload_type="json", metadata=dict(identity.info), framer=FRAMER
+            )
         except ProtocolError as error:
-            self.push_bytes(error_reply(command.id, _code(error.code), error.message))
+            await self.send(error_reply(command.id, _code(error.code), error.message))
             await self._disconnect(_refused_connect(error.code), error.message)
             return False
         except Exception:
-            logger.exception("Protocol connect: the authenticate hook failed")
-            self.push_bytes(
+            logger.exception("Protocol connect failed (the authenticate hook, or its info)")
+            await self.send(
                 error_reply(command.id, ErrorCode.INTERNAL, "the server failed; try again")
             )
             await self._disconnect(DisconnectCode.RECONNECT, "the server failed")
             return False
         self._adopt(identity)
-        info = dict(identity.info)
-        self.channel = Channel(self.ws, payload_type="json", metadata=info, framer=FRAMER)
+        self.channel = channel
         self.endpoint._joined(self)
         groups: dict[str, Any] = {}
         for name, options in command.groups.items():
             try:
-                groups[name] = await self._run_subscribe(name, options)
+                groups[name] = await self._guarded("subscribe", self._subscribe(name, options))
             except ProtocolError as error:
                 groups[name] = {"error": {"code": int(error.code), "message": error.message}}
-        self.push_bytes(
+        await self.send(
             reply(
                 command.id,
                 {
@@ -562,19 +570,6 @@ class ProtocolConnection:
             )
         )
         return True
-
-    async def _run_subscribe(self, group: str, options: SubscribeOptions) -> dict[str, Any]:
-        try:
-            return await self._subscribe(group, options)
-        except ProtocolError:
-            raise
-        except GroupAccessDenied as error:
-            raise ProtocolError(ErrorCode.FORBIDDEN, str(error)) from None
-        except ChannelError as error:
-            raise ProtocolError(ErrorCode.UNAVAILABLE, f"try again later: {error}") from None
-        except Exception:
-            logger.exception("Protocol subscribe to %r failed", group)
-            raise ProtocolError(ErrorCode.INTERNAL, "the server failed; try again") from None
 
     async def _identify(self, token: str | None) -> Identity:
         hook = self.endpoint.authenticate
@@ -659,9 +654,10 @@ class ProtocolConnection:
     async def _members(self, group: str) -> list[dict[str, Any]]:
         return [member(m.channel_id, m.metadata) for m in await self.runtime.presence(group)]
 
-    async def _unsubscribe(self, group: str) -> None:
+    async def _unsubscribe(self, group: str) -> dict[str, Any]:
         self._check_group(group)
         await self._leave(group)
+        return {}
 
     async def _leave(self, group: str) -> None:
         channel = self.channel
@@ -740,13 +736,22 @@ class ProtocolConnection:
     def push_bytes(self, data: bytes) -> None:
         self.push(Frame(data, is_text=True))
 
+    async def send(self, data: bytes) -> None:
+        """Send a reply or push from the connection's own loop, in order with the rest."""
+        channel = self.channel
+        sender = channel.sender if channel is not None else None
+        if sender is not None:
+            sender.put(Frame(data, is_text=True))
+        else:
+            await self._send_direct(data)
+
     async def _send_direct(self, data: bytes) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self.ws.send_text(data.decode())
 
     async def _disconnect(self, code: DisconnectCode, reason: str) -> None:
         """Send the ``disconnect`` push, then close with the same code."""
-        self.push_bytes(disconnect_push(code, reason))
+        await self.send(disconnect_push(code, reason))
         if self._pending:
             await asyncio.wait(set(self._pending))
         with contextlib.suppress(WebSocketDisconnect):
