@@ -32,18 +32,21 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from nexios.events import EventEmitter
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
-from nexios.http.routing import HTTPRouter, Route
+from nexios.http.app import HTTPApp
+from nexios.http.errors import ExceptionHandler, ExceptionHandlers, HandlerKey
+from nexios.http.request import DEFAULT_MAX_BODY_SIZE
 from nexios.limits import (
     IDLE_CLOSE_CODE,
     TOO_MANY_CONNECTIONS_STATUS,
     Limits,
     MessageLimiter,
 )
+from nexios.middleware import Middleware
 from nexios.routing import (
     WebsocketRoutes,
     WSMiddleware,
@@ -67,7 +70,7 @@ _CLOSE_TIMEOUT = 5.0  # bound on writing a close frame to a peer that may not re
 _SWEEP_INTERVAL = 1.0
 
 
-class NexiosApp(_WSRouteRegistry):
+class NexiosApp(_WSRouteRegistry, HTTPApp):
     """An ASGI application serving ``http``, ``websocket`` and ``lifespan`` scopes.
 
     ``channels_url`` (or ``NEXIOS_CHANNELS_URL``) picks where groups, broadcasts and
@@ -80,6 +83,10 @@ class NexiosApp(_WSRouteRegistry):
     :meth:`Limits.from_env <nexios.limits.Limits.from_env>`) bounds message size and
     rate, connections per client address and idle time, see :mod:`nexios.limits`.
     ``shutdown_timeout`` bounds how long shutdown waits for WebSocket handlers.
+
+    HTTP (see :class:`~nexios.http.app.HTTPApp`): ``middleware`` (``Middleware(cls,
+    **options)`` items, the first outermost), ``exception_handlers`` (``{class or
+    status: handler}``) and ``max_body_size`` (bytes, default 1 MiB, ``None``: no limit).
     """
 
     def __init__(
@@ -96,9 +103,16 @@ class NexiosApp(_WSRouteRegistry):
         ws_auth: WSAuth | None = None,
         limits: Limits | None = None,
         shutdown_timeout: float = 5.0,
+        middleware: Sequence[Middleware] | None = None,
+        exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         self.title = title
-        self.http = HTTPRouter()
+        self._init_http(
+            middleware=middleware,
+            exception_handlers=exception_handlers,
+            max_body_size=max_body_size,
+        )
         self.events = EventEmitter()
         self.ws_routes: list[WebsocketRoutes] = []
         self._ws_middleware = _check_middleware(ws_middleware)
@@ -144,33 +158,6 @@ class NexiosApp(_WSRouteRegistry):
         """Run ``async def middleware(ws, call_next)`` around every WebSocket handler."""
         self._ws_middleware.extend(_check_middleware([middleware]))
 
-    def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[_F], _F]:
-        """Register an HTTP handler for ``path`` and ``methods``."""
-        return self.http.route(path, methods)
-
-    def get(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["GET"])
-
-    def post(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["POST"])
-
-    def put(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["PUT"])
-
-    def patch(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["PATCH"])
-
-    def delete(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["DELETE"])
-
-    def add_route(self, route: Route) -> None:
-        """Register an HTTP :class:`~nexios.http.routing.Route`."""
-        self.http.add_route(route)
-
-    def mount(self, prefix: str, app: Callable[..., Awaitable[None]]) -> None:
-        """Serve an ASGI app (e.g. ``StaticFiles(directory=...)``) under ``prefix``."""
-        self.http.mount(prefix, app)
-
     # ------------------------------------------------------------------ lifespan hooks
 
     def on_startup(self, func: _F) -> _F:
@@ -191,8 +178,16 @@ class NexiosApp(_WSRouteRegistry):
         receive: Callable[[], Awaitable[dict[str, Any]]],
         send: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
+        # --- HTTP side (nexios.http.app): enter the middleware stack once; its
+        # innermost layer calls back here with scope["app"] set. ---
+        if scope.get("app") is not self:
+            scope["app"] = self
+            stack = self._entry(scope)
+            if stack is not None:
+                await stack(scope, receive, send)
+                return
+        # --- end HTTP side ---
         kind = scope["type"]
-        scope["app"] = self
         if kind == "websocket":
             # Admission, handler and conclusion run one after the other from this frame,
             # so a live connection holds this frame and the handler's only.
@@ -307,7 +302,7 @@ class NexiosApp(_WSRouteRegistry):
             elif isinstance(outcome, asyncio.CancelledError) and ws.kicked:
                 logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
             elif isinstance(outcome, Exception):
-                await _close_after_crash(route, ws, outcome)
+                await _close_after_crash(route, ws, outcome, self.exception_handlers)
         finally:
             await self._release(ws, host)
         kicked = isinstance(outcome, asyncio.CancelledError) and ws.kicked
@@ -456,7 +451,8 @@ class NexiosApp(_WSRouteRegistry):
         for hook in self._startup:
             await _maybe_await(hook())
         if self._lifespan is not None and stack is not None:
-            await stack.enter_async_context(self._lifespan(self))
+            state = await stack.enter_async_context(self._lifespan(self))
+            self._publish_lifespan_state(state)  # HTTP side: -> request.state
 
     async def shutdown(self, stack: contextlib.AsyncExitStack | None = None) -> None:
         """Undo :meth:`startup` in reverse order.
@@ -491,7 +487,7 @@ def _client_host(scope: dict[str, Any]) -> str | None:
     return str(client[0]) if client else None
 
 
-async def _refuse(ws: WebSocket, status: int, body: str) -> None:
+async def _refuse(ws: WebSocket, status: int, body: str | bytes) -> None:
     with contextlib.suppress(WebSocketDisconnect, OSError):
         await ws.deny(status, body)
 
@@ -555,9 +551,19 @@ def _handler_name(route: WebsocketRoutes) -> str:
     return getattr(route.handler, "__qualname__", repr(route.handler))
 
 
-async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket, error: Exception) -> None:
+async def _close_after_crash(
+    route: WebsocketRoutes, ws: WebSocket, error: Exception, handlers: ExceptionHandlers
+) -> None:
     state = ws.connection_state
     if state is WebSocketState.CONNECTING:
+        # --- HTTP side: an exception handler (or HTTPException) may answer the handshake.
+        response = await handlers.handshake_response(ws, error)
+        if response is not None:
+            await _refuse(ws, response.status_code, response.body)
+            return
+        if ws.connection_state is not WebSocketState.CONNECTING:
+            return  # the handler refused or closed the socket itself
+        # --- end HTTP side ---
         logger.error(
             "WebSocket handler %s for %s raised before accept(): handshake refused (403)",
             _handler_name(route),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from nexios.exceptions import HTTPException
@@ -20,12 +19,13 @@ from nexios.http.datastructures import (
     route_path,
 )
 from nexios.http.routing import HTTPRouter
+from nexios.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
 
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def client_for(app: Any) -> AsyncTestClient:
+    return AsyncTestClient(app, follow_redirects=False)
 
 
 def http_scope(**extra: Any) -> dict[str, Any]:

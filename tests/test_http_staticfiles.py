@@ -12,12 +12,13 @@ import pytest
 from nexios.exceptions import ConfigurationError
 from nexios.http import HTTPRouter, StaticFiles
 from nexios.http.datastructures import Message
+from nexios.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
 
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def client_for(app: Any) -> AsyncTestClient:
+    return AsyncTestClient(app, follow_redirects=False)
 
 
 @pytest.fixture
