@@ -221,13 +221,17 @@ class _Downstream:
         await self.messages.put(_END)
 
     async def finish(self) -> None:
-        """Stop the downstream app if its response was not (fully) used; collect it."""
+        """Stop the downstream app if its response was not (fully) used; collect it.
+
+        Its exception, if any, already reached the middleware through ``call_next`` or
+        the forwarded response; if the middleware answered otherwise, it chose to drop it.
+        """
         task = self.task
         if task is None:
             return
         if not task.done():
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
 
 

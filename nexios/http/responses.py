@@ -554,11 +554,10 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
         if not first.isdigit() or (last and not last.isdigit()):
             return None
         start = int(first)
-        end = int(last) + 1 if last else size
-        if end <= start:
+        if last and int(last) < start:
             return None
         if start < size:
-            wanted.append((start, min(end, size)))
+            wanted.append((start, min(int(last) + 1, size) if last else size))
     merged: list[tuple[int, int]] = []
     for start, end in sorted(wanted):
         if merged and start <= merged[-1][1]:
