@@ -15,12 +15,16 @@ from nexios.exceptions import (
     HTTPException,
     InvalidJSONError,
     NexiosError,
+    NoMatchFound,
     WebSocketDisconnect,
     WebSocketError,
     WebSocketMessageTypeError,
     WebSocketStateError,
 )
 from nexios.http import (
+    BackgroundTask,
+    BackgroundTasks,
+    EventSourceResponse,
     FileResponse,
     HTMLResponse,
     JSONResponse,
@@ -28,9 +32,13 @@ from nexios.http import (
     RedirectResponse,
     Request,
     Response,
+    ServerSentEvent,
     StaticFiles,
+    StreamingResponse,
+    UploadFile,
 )
 from nexios.limits import Limits
+from nexios.middleware import Middleware
 from nexios.routing import WebsocketRoutes, WSRouter
 from nexios.security import AuthError
 from nexios.websockets import (
@@ -46,11 +54,14 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError",
     "BackendUnavailableError",
+    "BackgroundTask",
+    "BackgroundTasks",
     "Channel",
     "ChannelBox",
     "ChannelError",
     "ConfigurationError",
     "EventEmitter",
+    "EventSourceResponse",
     "FileResponse",
     "GroupAccessDenied",
     "HTMLResponse",
@@ -59,14 +70,19 @@ __all__ = [
     "InvalidJSONError",
     "JSONResponse",
     "Limits",
+    "Middleware",
     "NexiosApp",
     "NexiosError",
+    "NoMatchFound",
     "PayloadTypeEnum",
     "PlainTextResponse",
     "RedirectResponse",
     "Request",
     "Response",
+    "ServerSentEvent",
     "StaticFiles",
+    "StreamingResponse",
+    "UploadFile",
     "WSRouter",
     "WebSocket",
     "WebSocketConsumer",

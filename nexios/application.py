@@ -559,6 +559,12 @@ async def _close_after_crash(
         # --- HTTP side: an exception handler (or HTTPException) may answer the handshake.
         response = await handlers.handshake_response(ws, error)
         if response is not None:
+            logger.info(
+                "WebSocket %s: %r before accept(); handshake refused (%d)",
+                ws.scope["path"],
+                error,
+                response.status_code,
+            )
             await _refuse(ws, response.status_code, response.body)
             return
         if ws.connection_state is not WebSocketState.CONNECTING:

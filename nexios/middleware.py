@@ -147,7 +147,8 @@ class FunctionMiddleware:
     ``call_next(request)`` runs the rest of the stack and returns its response as soon
     as it starts (the body follows as it is produced, so streaming and Server-Sent
     Events pass through); change its headers or return another response. A body the
-    middleware read with ``await request.body()`` is handed on to the app. WebSocket
+    middleware read with ``await request.body()`` (or ``json()``) is handed on to the
+    app; one it consumed with ``stream()`` or a multipart ``form()`` is gone. WebSocket
     and lifespan scopes pass through untouched (see ``app.add_ws_middleware`` for
     WebSocket middleware).
     """

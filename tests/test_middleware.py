@@ -192,6 +192,7 @@ def test_function_middleware_changes_the_response_and_sees_the_request() -> None
     async def first(request: Request, call_next: CallNext) -> Response:
         order.append("first in")
         request.state.user = "ada"
+        request.state.link = str(request.url_for("who"))  # before routing: through the app
         response = await call_next(request)
         response.headers["x-first"] = "1"
         order.append("first out")
@@ -209,11 +210,12 @@ def test_function_middleware_changes_the_response_and_sees_the_request() -> None
     @app.get("/who")
     async def who(request: Request) -> dict[str, str]:
         order.append("handler")
-        return {"user": request.state.user}
+        return {"user": request.state.user, "link": request.state.link}
 
     with TestClient(app) as client:
         response = client.get("/who")
-        assert response.json() == {"user": "ada"} and response.headers["x-first"] == "1"
+        assert response.json() == {"user": "ada", "link": "http://testserver/who"}
+        assert response.headers["x-first"] == "1"
         # The last added is the outermost.
         assert order == ["second in", "first in", "handler", "first out", "second out"]
         blocked = client.get("/blocked")

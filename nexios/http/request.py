@@ -156,9 +156,10 @@ class Request:
         Raises :class:`~nexios.exceptions.NoMatchFound` when no route has that name and
         those parameters.
         """
-        router = self.scope.get("router")
-        if router is None:
-            raise RuntimeError("url_for() needs the request to come through an HTTPRouter.")
+        # The router that matched, else (in app middleware, before routing) the app.
+        router = self.scope.get("router") or self.scope.get("app")
+        if router is None or not hasattr(router, "url_path_for"):
+            raise RuntimeError("url_for() needs the request to come through a NexiosApp.")
         path = self.scope.get("root_path", "") + router.url_path_for(name, **path_params)
         base = self.url
         return URL(scheme=base.scheme, netloc=base.netloc, path=path)
