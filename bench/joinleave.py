@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from nexios import Channel, ChannelBox, WebSocket
+from nexios import Channel, ChannelBox, NexiosApp, WebSocket
 
 
 async def _receive() -> dict[str, Any]:
@@ -86,20 +86,21 @@ async def measure(count: int) -> dict[str, dict[str, float]]:
         "remove_us": _per_member(clock() - added, count),
     }
 
-    ChannelBox.configure("memory://")
-    await ChannelBox.add_channel_to_group(_channels(1)[0], "warmup")  # start the hub
-    gc.collect()
-    start = clock()
-    for channel in channels:
-        await ChannelBox.add_channel_to_group(channel, "room")
-    added = clock()
-    for channel in channels:
-        await ChannelBox.remove_channel_from_group(channel, "room")
-    out["nexios"] = {
-        "add_us": _per_member(added - start, count),
-        "remove_us": _per_member(clock() - added, count),
-    }
-    await ChannelBox.shutdown()
+    app = NexiosApp(channels_url="memory://")
+    async with app.channels.activated():
+        await ChannelBox.add_channel_to_group(_channels(1)[0], "warmup")
+        gc.collect()
+        start = clock()
+        for channel in channels:
+            await ChannelBox.add_channel_to_group(channel, "room")
+        added = clock()
+        for channel in channels:
+            await ChannelBox.remove_channel_from_group(channel, "room")
+        out["nexios"] = {
+            "add_us": _per_member(added - start, count),
+            "remove_us": _per_member(clock() - added, count),
+        }
+        await ChannelBox.shutdown()
     return out
 
 

@@ -17,11 +17,17 @@ What happens to a WebSocket connection:
    ``WebSocketDisconnect(code)`` itself while still connected → close with ``code``.
 5. Cleanup callbacks (group membership, presence) run on every one of those paths.
 
-Lifespan: startup hooks run in order, then the ``lifespan=`` context is entered; at
-shutdown, group members are closed (1001) and leave their groups and presence, the
-channel layer disconnects, every other open socket is closed (1001) and their handlers
-get up to ``shutdown_timeout`` seconds to finish; then the context is exited and the
-shutdown hooks run. A failure is reported to the server (``lifespan.startup.failed`` /
+Channels: the app owns one channels runtime (``app.channels``, see
+:mod:`nexios.runtime`) built from its settings; every connection, request and the
+lifespan run with it as the current runtime, which is how ``ChannelBox`` finds it.
+
+Lifespan: startup hooks run in order, then the ``lifespan=`` context is entered, then
+the channels runtime starts (its settings are resolved and the channel layer connects:
+a bad setting or an unreachable broker fails the startup). At shutdown, group members
+are closed (1001) and leave their groups and presence, the channel layer disconnects,
+every other open socket is closed (1001) and their handlers get up to
+``shutdown_timeout`` seconds to finish; then the context is exited and the shutdown
+hooks run. A failure is reported to the server (``lifespan.startup.failed`` /
 ``lifespan.shutdown.failed``) and logged with its traceback.
 """
 
@@ -29,16 +35,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from nexios._utils import maybe_await
+from nexios.connection import WebSocket, WebSocketState
 from nexios.events import EventEmitter
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
+from nexios.history.base import HistoryLimits
 from nexios.http.app import HTTPApp
+from nexios.http.datastructures import route_path
 from nexios.http.errors import ExceptionHandler, ExceptionHandlers, HandlerKey
+from nexios.http.middleware import Middleware
 from nexios.http.request import DEFAULT_MAX_BODY_SIZE
 from nexios.limits import (
     IDLE_CLOSE_CODE,
@@ -46,18 +56,17 @@ from nexios.limits import (
     Limits,
     MessageLimiter,
 )
-from nexios.middleware import Middleware
 from nexios.routing import (
     WebsocketRoutes,
     WSMiddleware,
     WSRouter,
-    _check_middleware,
-    _consumer_class,
-    _WSRouteRegistry,
+    WSRouteRegistry,
+    check_middleware,
+    endpoint_class,
     find_route,
 )
-from nexios.security import AuthError, OriginPolicy, WSAuth, _check_auth_hook
-from nexios.websockets.base import WebSocket, WebSocketState
+from nexios.runtime import ChannelsRuntime, GroupPolicy, OutboxLimits, SettingsOverrides
+from nexios.security import AuthError, OriginPolicy, WSAuth, check_auth_hook
 
 __all__ = ["NexiosApp"]
 
@@ -66,16 +75,17 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 Lifespan = Callable[["NexiosApp"], contextlib.AbstractAsyncContextManager[Any]]
 
-_CLOSE_TIMEOUT = 5.0  # bound on writing a close frame to a peer that may not read
 _SWEEP_INTERVAL = 1.0
 
 
-class NexiosApp(_WSRouteRegistry, HTTPApp):
+class NexiosApp(WSRouteRegistry, HTTPApp):
     """An ASGI application serving ``http``, ``websocket`` and ``lifespan`` scopes.
 
     ``channels_url`` (or ``NEXIOS_CHANNELS_URL``) picks where groups, broadcasts and
     presence live: ``memory://`` (default) or ``redis://host:port/db``;
-    ``history_url`` (or ``NEXIOS_HISTORY_URL``) where history lives.
+    ``history_url`` (or ``NEXIOS_HISTORY_URL``) where history lives; ``history_limits``,
+    ``outbox`` and ``presence_ttl`` bound them (see :mod:`nexios.runtime.settings`);
+    ``group_policy`` decides who may join which group.
 
     ``allowed_origins`` (default: same origin only; ``"*"`` any) and ``ws_auth``
     (``async def auth(ws) -> user | None``) admit WebSocket handshakes, see
@@ -103,6 +113,10 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         ws_auth: WSAuth | None = None,
         limits: Limits | None = None,
         shutdown_timeout: float = 5.0,
+        history_limits: HistoryLimits | None = None,
+        outbox: OutboxLimits | None = None,
+        presence_ttl: float | None = None,
+        group_policy: GroupPolicy | None = None,
         middleware: Sequence[Middleware] | None = None,
         exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
@@ -115,14 +129,24 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         )
         self.events = EventEmitter()
         self.ws_routes: list[WebsocketRoutes] = []
-        self._ws_middleware = _check_middleware(ws_middleware)
+        self._ws_middleware = check_middleware(ws_middleware)
         self._lifespan = lifespan
         self._startup: list[Callable[[], Any]] = list(on_startup or ())
         self._shutdown: list[Callable[[], Any]] = list(on_shutdown or ())
-        self.channels_url = channels_url
-        self.history_url = history_url
+        self.channels = ChannelsRuntime(
+            SettingsOverrides(
+                channels_url=channels_url,
+                history_url=history_url,
+                history_limits=history_limits,
+                outbox=outbox,
+                presence_ttl=presence_ttl,
+            ),
+            events=self.events,
+            group_policy=group_policy,
+        )
+        """This app's channels runtime: groups, members, presence, history."""
         self.origin_policy = OriginPolicy(allowed_origins)
-        self.ws_auth = _check_auth_hook(ws_auth, "NexiosApp(ws_auth=...)") or None
+        self.ws_auth = check_auth_hook(ws_auth, "NexiosApp(ws_auth=...)") or None
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigurationError(
                 f"NexiosApp(limits=...) takes a nexios.limits.Limits, got {limits!r}."
@@ -131,12 +155,7 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         self.shutdown_timeout = shutdown_timeout
         self._sockets: set[WebSocket] = set()
         self._per_client: dict[str, int] = {}
-        self._closing: dict[WebSocket, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        if channels_url is not None or history_url is not None:
-            from nexios.websockets.channels import ChannelBox
-
-            ChannelBox.configure(channels_url, history_url=history_url)
 
     # ------------------------------------------------------------------ routing
 
@@ -156,7 +175,7 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
 
     def add_ws_middleware(self, middleware: WSMiddleware) -> None:
         """Run ``async def middleware(ws, call_next)`` around every WebSocket handler."""
-        self._ws_middleware.extend(_check_middleware([middleware]))
+        self._ws_middleware.extend(check_middleware([middleware]))
 
     # ------------------------------------------------------------------ lifespan hooks
 
@@ -178,35 +197,39 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         receive: Callable[[], Awaitable[dict[str, Any]]],
         send: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
-        # --- HTTP side (nexios.http.app): enter the middleware stack once; its
-        # innermost layer calls back here with scope["app"] set. ---
-        if scope.get("app") is not self:
-            scope["app"] = self
-            stack = self._entry(scope)
+        kind = scope["type"]
+        # --- HTTP side (nexios.http.app): a scope from the server enters the middleware
+        # stack, whose innermost layer calls back here with scope["app"] set. ---
+        stack = self._entry(scope) if scope.get("app") is not self else None
+        # --- end HTTP side ---
+        scope["app"] = self
+        # ChannelBox finds this app's channels runtime through this context variable;
+        # each connection runs in its own task, so its context is its own.
+        token = self.channels.activate()
+        try:
             if stack is not None:
                 await stack(scope, receive, send)
-                return
-        # --- end HTTP side ---
-        kind = scope["type"]
-        if kind == "websocket":
-            # Admission, handler and conclusion run one after the other from this frame,
-            # so a live connection holds this frame and the handler's only.
-            admitted = await self._admit(scope, receive, send)
-            if admitted is None:
-                return
-            route, ws, params, host = admitted
-            outcome: BaseException | None = None
-            try:
-                await self._handler_call(route, ws, params)
-            except BaseException as error:
-                outcome = error
-            await self._conclude(route, ws, host, outcome)
-        elif kind == "http":
-            await self.http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._handle_lifespan(receive, send)
-        else:
-            raise ConfigurationError(f"Unsupported ASGI scope type {kind!r}")
+            elif kind == "websocket":
+                # Admission, handler and conclusion run one after the other from this
+                # frame, so a live connection holds this frame and the handler's only.
+                admitted = await self._admit(scope, receive, send)
+                if admitted is None:
+                    return
+                route, ws, params, host = admitted
+                outcome: BaseException | None = None
+                try:
+                    await self._handler_call(route, ws, params)
+                except BaseException as error:
+                    outcome = error
+                await self._conclude(route, ws, host, outcome)
+            elif kind == "http":
+                await self.http(scope, receive, send)
+            elif kind == "lifespan":
+                await self._handle_lifespan(receive, send)
+            else:
+                raise ConfigurationError(f"Unsupported ASGI scope type {kind!r}")
+        finally:
+            self.channels.deactivate(token)
 
     async def _admit(
         self,
@@ -219,7 +242,7 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         Separate from the handler's run so that its frame is gone while the connection
         lives: an idle connection holds as few suspended frames as possible.
         """
-        found = find_route(self.ws_routes, scope["path"])
+        found = find_route(self.ws_routes, route_path(scope))
         if found is None:
             logger.info("No WebSocket route for %r: handshake refused (403)", scope["path"])
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
@@ -318,9 +341,7 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
                 self._per_client[host] = left
             else:
                 del self._per_client[host]
-        closing = self._closing.pop(ws, None)
-        if closing is not None:
-            await asyncio.wait({closing})
+        await ws.wait_ended()
         await _run_cleanup(ws)
 
     # ------------------------------------------------------------------ open connections
@@ -330,17 +351,8 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         return {
             "open": len(self._sockets),
             "clients": len(self._per_client),
-            "closing": len(self._closing),
+            "closing": sum(1 for ws in self._sockets if ws.closing),
         }
-
-    def _end_connection(self, ws: WebSocket, code: int, reason: str) -> None:
-        """Kick the handler (its receive raises WebSocketDisconnect) and send a close frame."""
-        if ws.connection_state is not WebSocketState.CONNECTED:
-            return
-        ws.kick(code, reason)
-        self._closing[ws] = asyncio.get_running_loop().create_task(
-            _send_close(ws, code, reason), name="nexios-close"
-        )
 
     def _ensure_sweeper(self) -> None:
         sweeper = self._sweeper
@@ -376,7 +388,7 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
                         timeout,
                         IDLE_CLOSE_CODE,
                     )
-                    self._end_connection(ws, IDLE_CLOSE_CODE, "idle timeout")
+                    ws.end(IDLE_CLOSE_CODE, "idle timeout")
 
     async def _close_open_sockets(self, code: int = 1001, reason: str = "server shutdown") -> None:
         """Close every socket still open with ``code``; wait (bounded) for their handlers."""
@@ -393,7 +405,7 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
             return
         current = asyncio.current_task()
         for ws in list(self._sockets):
-            self._end_connection(ws, code, reason)
+            ws.end(code, reason)
         handlers = {
             ws._task
             for ws in self._sockets
@@ -440,19 +452,17 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         await send({"type": "lifespan.shutdown.complete"})
 
     async def startup(self, stack: contextlib.AsyncExitStack | None = None) -> None:
-        """Run startup hooks, then enter the ``lifespan`` context on ``stack``.
+        """Run startup hooks, enter the ``lifespan`` context on ``stack``, start channels.
 
         Servers call this through the ASGI lifespan scope; call it yourself (with a
         stack you later pass to :meth:`shutdown`) only when driving the app by hand.
         """
-        from nexios.websockets.channels import ChannelBox
-
-        ChannelBox.bind_events(self.events)
         for hook in self._startup:
-            await _maybe_await(hook())
+            await maybe_await(hook())
         if self._lifespan is not None and stack is not None:
             state = await stack.enter_async_context(self._lifespan(self))
             self._publish_lifespan_state(state)  # HTTP side: -> request.state
+        await self.channels.start()
 
     async def shutdown(self, stack: contextlib.AsyncExitStack | None = None) -> None:
         """Undo :meth:`startup` in reverse order.
@@ -463,16 +473,14 @@ class NexiosApp(_WSRouteRegistry, HTTPApp):
         (``stack``), then run the shutdown hooks — each step even if the one before
         failed; the first error is raised at the end.
         """
-        from nexios.websockets.channels import ChannelBox
-
-        steps: list[Callable[[], Any]] = [ChannelBox.shutdown, self._close_open_sockets]
+        steps: list[Callable[[], Any]] = [self.channels.stop, self._close_open_sockets]
         if stack is not None:
             steps.append(stack.aclose)
         steps.extend(self._shutdown)
         first_error: BaseException | None = None
         for step in steps:
             try:
-                await _maybe_await(step())
+                await maybe_await(step())
             except Exception as error:
                 if first_error is None:
                     first_error = error
@@ -519,19 +527,11 @@ async def _authenticate(auth: WSAuth, ws: WebSocket) -> bool:
     return False
 
 
-async def _send_close(ws: WebSocket, code: int, reason: str) -> None:
-    # The peer may not be reading: bound the wait; the server drops it later.
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(_CLOSE_TIMEOUT):
-            await ws._send({"type": "websocket.close", "code": code, "reason": reason})
-
-
 def _endpoint(route: WebsocketRoutes, ws: WebSocket, params: dict[str, Any]) -> Awaitable[None]:
     # Returns the handler's coroutine instead of awaiting it: no frame of its own.
-    consumer = _consumer_class(route.handler)
-    if consumer is not None:
-        dispatch: Awaitable[None] = consumer().dispatch(ws)
-        return dispatch
+    endpoint = endpoint_class(route.handler)
+    if endpoint is not None:
+        return endpoint().dispatch(ws)
     return route.handler(ws, **route.handler_kwargs(params))
 
 
@@ -620,12 +620,6 @@ async def _run_cleanup(ws: WebSocket) -> None:
     ws._cleanup = None
     for callback in callbacks:
         try:
-            await _maybe_await(callback())
+            await maybe_await(callback())
         except Exception:
             logger.exception("WebSocket cleanup callback %r failed", callback)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value

@@ -1,31 +1,49 @@
-"""``nexios run module:app``: serve an app with uvicorn, tuned for WebSockets.
+"""``nexios run module:app``: serve an app with uvicorn, tuned for WebSockets, ready to deploy.
 
 Defaults are the fastest sound configuration measured in ``bench/``: uvloop, httptools,
 uvicorn's sans-I/O ``websockets`` implementation, and per-message deflate off
 (``--ws-per-message-deflate`` turns it on). ``python -m nexios run ...`` works too.
 
+Deployment options keep uvicorn's names, meanings and defaults: binding (``--uds``,
+``--fd``, ``--backlog``), TLS (``--ssl-*``), proxies (``--proxy-headers``,
+``--forwarded-allow-ips``: behind a trusted proxy ``scope["client"]`` is the forwarded
+client, so the per-address connection limit counts real clients), the app (``--factory``,
+``--app-dir``, ``--env-file``, ``--root-path``), HTTP (``--timeout-keep-alive``,
+``--limit-concurrency``, ``--header``...) and logs (``--access-log/--no-access-log``,
+``--log-config``); plus ``--log-format json`` (see :mod:`nexios.logs`). See
+``docs/deployment.md``.
+
 Safety defaults: the server refuses WebSocket messages over ``--ws-max-size`` (1 MiB,
 close 1009) before the app buffers them; the framework's own, tighter limit
 (``NEXIOS_MAX_MESSAGE_SIZE``, 64 KiB) applies above it — raise both together. Shutdown
 waits at most ``--timeout-graceful-shutdown`` (10 s) for handlers. Query strings in
-uvicorn's WebSocket log lines are redacted (``?token=...`` → ``?token=<redacted>``), as
-tokens often travel there, and so are credential headers in websockets' debug lines.
+uvicorn's log lines are redacted (``?token=...`` → ``?token=<redacted>``), as tokens often
+travel there, and so are credential headers in websockets' debug lines.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import logging
+import os
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import uvicorn
+from dotenv import load_dotenv
+from uvicorn.config import SSL_PROTOCOL_VERSION
+
+from nexios.logs import LOG_FORMATS, JSONFormatter, RedactCredentialsFilter, log_config
 
 __all__ = [
     "DEFAULT_WS_MAX_SIZE",
     "RedactCredentialsFilter",
     "build_parser",
+    "check_arguments",
     "log_config",
     "main",
     "server_options",
@@ -50,48 +68,120 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve an app: nexios run module:app")
     run.add_argument("app", help="import path of the app, e.g. examples.chat.app:app")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--workers", type=int, default=1, help="processes (use a redis:// URL)")
-    run.add_argument("--reload", action="store_true", help="restart on code changes")
-    run.add_argument("--log-level", default="info", choices=_LOG_LEVELS)
-    run.add_argument(
-        "--ws-max-size",
-        type=int,
-        default=DEFAULT_WS_MAX_SIZE,
-        help="largest WebSocket message the server accepts, in bytes (closes 1009 above)",
-    )
-    run.add_argument("--ws-ping-interval", type=float, default=20.0)
-    run.add_argument("--ws-ping-timeout", type=float, default=20.0)
-    run.add_argument("--ws-per-message-deflate", action="store_true")
-    run.add_argument(
-        "--timeout-graceful-shutdown",
-        type=float,
-        default=10.0,
-        help="seconds shutdown waits for connections and handlers before cancelling them",
-    )
-    run.add_argument(
-        "--ws",
-        default="auto",
-        help="WebSocket implementation: auto (nexios's frame-once protocol when available), "
-        "websockets-sansio, websockets, wsproto",
-    )
-    run.add_argument("--channels-url", default=None, help="sets NEXIOS_CHANNELS_URL")
+    _add_socket_options(run)
+    _add_app_options(run)
+    _add_websocket_options(run)
+    _add_http_options(run)
+    _add_proxy_options(run)
+    _add_tls_options(run)
+    _add_log_options(run)
     return parser
 
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """uvicorn.run keyword arguments for the parsed ``run`` command."""
+    return {
+        **_socket_options(args),
+        **_app_options(args),
+        **_websocket_options(args),
+        **_http_options(args),
+        **_proxy_options(args),
+        **_tls_options(args),
+        **_log_options(args),
+    }
+
+
+# --------------------------------------------------------------------------- binding
+
+
+def _add_socket_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("binding and processes")
+    group.add_argument("--host", default="127.0.0.1", help="bind to this address")
+    group.add_argument("--port", type=int, default=8000, help="bind to this port (0: any free)")
+    group.add_argument("--uds", default=None, help="bind to a UNIX domain socket at this path")
+    group.add_argument(
+        "--fd", type=int, default=None, help="serve on an inherited listening socket (systemd)"
+    )
+    group.add_argument("--backlog", type=int, default=2048, help="listen queue length")
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes, default $WEB_CONCURRENCY or 1 (share state with a redis:// URL)",
+    )
+    group.add_argument("--reload", action="store_true", help="restart on code changes")
+
+
+def _socket_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "host": args.host,
+        "port": args.port,
+        "uds": args.uds,
+        "fd": args.fd,
+        "backlog": args.backlog,
+        "workers": args.workers,
+        "reload": args.reload,
+    }
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def _add_app_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("the app")
+    group.add_argument("--factory", action="store_true", help="APP is a function returning the app")
+    group.add_argument(
+        "--app-dir", default="", help="import APP from this directory (default: the cwd)"
+    )
+    group.add_argument(
+        "--env-file",
+        default=None,
+        help="load environment variables from this file (the process environment wins)",
+    )
+    group.add_argument(
+        "--root-path", default="", help="URL prefix the app is mounted under by a proxy"
+    )
+    group.add_argument("--channels-url", default=None, help="sets NEXIOS_CHANNELS_URL")
+
+
+def _app_options(args: argparse.Namespace) -> dict[str, Any]:
+    # --env-file and --channels-url are applied by main() to the environment, so that
+    # the workers warning and every worker process see them.
+    return {
+        "factory": args.factory,
+        "app_dir": args.app_dir,
+        "root_path": args.root_path,
+        "lifespan": "on",
+    }
+
+
+# --------------------------------------------------------------------------- WebSockets
+
+
+def _add_websocket_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("WebSockets")
+    group.add_argument(
+        "--ws-max-size",
+        type=int,
+        default=DEFAULT_WS_MAX_SIZE,
+        help="largest WebSocket message the server accepts, in bytes (closes 1009 above)",
+    )
+    group.add_argument("--ws-ping-interval", type=float, default=20.0)
+    group.add_argument("--ws-ping-timeout", type=float, default=20.0)
+    group.add_argument("--ws-per-message-deflate", action="store_true")
+    group.add_argument(
+        "--ws",
+        default="auto",
+        help="WebSocket implementation: auto (nexios's frame-once protocol when available), "
+        "websockets-sansio, websockets, wsproto",
+    )
+
+
+def _websocket_options(args: argparse.Namespace) -> dict[str, Any]:
     ws: Any = args.ws
     if ws == "auto":
         ws = _default_ws_protocol()
     return {
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers if args.workers > 1 else None,
-        "reload": args.reload,
-        "log_level": args.log_level,
-        "log_config": log_config(args.log_level),
         "loop": "uvloop" if _has("uvloop") else "asyncio",
         "http": "httptools" if _has("httptools") else "h11",
         "ws": ws,
@@ -99,68 +189,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "ws_ping_interval": args.ws_ping_interval,
         "ws_ping_timeout": args.ws_ping_timeout,
         "ws_per_message_deflate": args.ws_per_message_deflate,
-        "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
-        "lifespan": "on",
     }
-
-
-def log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config plus the ``nexios`` loggers, on uvicorn's handler.
-
-    Without this, ``nexios.*`` records below WARNING (refused handshakes, disconnects)
-    would go nowhere under ``nexios run``, whatever ``--log-level`` says.
-    """
-    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["nexios_redact"] = {"()": "nexios.cli.RedactCredentialsFilter"}
-    for handler in config["handlers"].values():
-        handler.setdefault("filters", []).append("nexios_redact")
-    config["loggers"]["nexios"] = {
-        "handlers": ["default"],
-        "level": LOG_LEVELS[level],  # a number: "TRACE" is not a level name until uvicorn adds it
-        "propagate": False,
-    }
-    return config
-
-
-class RedactCredentialsFilter(logging.Filter):
-    """Keep handshake credentials out of uvicorn's and websockets' log lines.
-
-    Browsers cannot send headers with a WebSocket, so tokens often ride in the query
-    string, and uvicorn logs every handshake with it: query values are blanked (names
-    stay). At debug level websockets also logs the request line and every header:
-    the request line is blanked the same way, and the values of ``Authorization``,
-    ``Cookie`` and ``Sec-WebSocket-Protocol`` are replaced.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        msg = record.msg
-        if not isinstance(args, tuple) or len(args) < 2 or not isinstance(msg, str):
-            return True
-        if msg.startswith(('%s - "WebSocket %s"', "< %s %s %s")):
-            if isinstance(args[1], str) and "?" in args[1]:
-                record.args = (args[0], redact_query(args[1]), *args[2:])
-        elif (
-            msg in ("< %s: %s", "> %s: %s")
-            and isinstance(args[0], str)
-            and args[0].lower() in _CREDENTIAL_HEADERS
-        ):
-            record.args = (args[0], "<redacted>")
-        return True
-
-
-_CREDENTIAL_HEADERS = frozenset(
-    ("authorization", "proxy-authorization", "cookie", "set-cookie", "sec-websocket-protocol")
-)
-
-
-def redact_query(path: str) -> str:
-    """``/ws?token=abc&x=1`` → ``/ws?token=<redacted>&x=<redacted>``."""
-    base, _, query = path.partition("?")
-    names = [part.partition("=")[0] for part in query.split("&") if part]
-    return base + "?" + "&".join(f"{name}=<redacted>" for name in names)
 
 
 def _default_ws_protocol() -> Any:
@@ -169,6 +198,187 @@ def _default_ws_protocol() -> Any:
     except ImportError:
         return "websockets-sansio"
     return frame_once_protocol_path() or "websockets-sansio"
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _add_http_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("HTTP and connections")
+    group.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=5,
+        help="seconds an idle HTTP keep-alive connection stays open (not WebSockets)",
+    )
+    group.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=10.0,
+        help="seconds shutdown waits for connections and handlers before cancelling them",
+    )
+    group.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="open connections (WebSockets included) above which the server answers 503",
+    )
+    group.add_argument(
+        "--limit-max-requests",
+        type=int,
+        default=None,
+        help="a worker exits after this many requests (its WebSockets are closed)",
+    )
+    group.add_argument(
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header on every response; repeatable",
+    )
+    group.add_argument("--server-header", action=argparse.BooleanOptionalAction, default=True)
+    group.add_argument("--date-header", action=argparse.BooleanOptionalAction, default=True)
+
+
+def _http_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "timeout_keep_alive": args.timeout_keep_alive,
+        "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
+        "limit_concurrency": args.limit_concurrency,
+        "limit_max_requests": args.limit_max_requests,
+        "headers": [_header(text) for text in args.headers],
+        "server_header": args.server_header,
+        "date_header": args.date_header,
+    }
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, _, value = text.partition(":")
+    return name.strip(), value.strip()
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+def _add_proxy_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("behind a proxy")
+    group.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take the client address and scheme from X-Forwarded-For and "
+        "X-Forwarded-Proto, when the peer is a trusted proxy",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated addresses and networks of trusted proxies, or '*' (needed "
+        "with --uds); default $FORWARDED_ALLOW_IPS or 127.0.0.1,::1",
+    )
+
+
+def _proxy_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "proxy_headers": args.proxy_headers,
+        "forwarded_allow_ips": args.forwarded_allow_ips,
+    }
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def _add_tls_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("TLS (https and wss)")
+    group.add_argument("--ssl-certfile", default=None, help="certificate chain file (PEM)")
+    group.add_argument("--ssl-keyfile", default=None, help="private key file (PEM)")
+    group.add_argument("--ssl-keyfile-password", default=None, help="password of the key file")
+    group.add_argument(
+        "--ssl-ca-certs", default=None, help="CA certificates to verify client certificates"
+    )
+    group.add_argument(
+        "--ssl-cert-reqs",
+        type=int,
+        default=int(ssl.CERT_NONE),
+        help="client certificates: 0 not asked, 1 optional, 2 required",
+    )
+    group.add_argument("--ssl-version", type=int, default=int(SSL_PROTOCOL_VERSION))
+    group.add_argument("--ssl-ciphers", default=None, help="OpenSSL cipher list")
+
+
+def _tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "ssl_certfile": args.ssl_certfile,
+        "ssl_keyfile": args.ssl_keyfile,
+        "ssl_keyfile_password": args.ssl_keyfile_password,
+        "ssl_ca_certs": args.ssl_ca_certs,
+        "ssl_cert_reqs": args.ssl_cert_reqs,
+        "ssl_version": args.ssl_version,
+        "ssl_ciphers": args.ssl_ciphers,
+    }
+
+
+# --------------------------------------------------------------------------- logs
+
+
+def _add_log_options(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("logs")
+    group.add_argument("--log-level", default="info", choices=_LOG_LEVELS)
+    group.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="json: one JSON object per line (time, level, logger, message, fields)",
+    )
+    group.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log one line per HTTP request and WebSocket handshake",
+    )
+    group.add_argument(
+        "--log-config",
+        default=None,
+        help="a logging config file (.json, .yaml, .ini) replacing nexios's; add "
+        "nexios.logs.RedactCredentialsFilter to its handlers to keep credentials out",
+    )
+
+
+def _log_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "log_level": args.log_level,
+        "log_config": args.log_config or log_config(args.log_level, args.log_format),
+        "access_log": args.access_log,
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """Why the parsed ``run`` options cannot work, or None; checked before anything starts."""
+    for flag, path in (
+        ("--ssl-certfile", args.ssl_certfile),
+        ("--ssl-keyfile", args.ssl_keyfile),
+        ("--ssl-ca-certs", args.ssl_ca_certs),
+        ("--env-file", args.env_file),
+        ("--log-config", args.log_config),
+    ):
+        if path is not None and not Path(path).is_file():
+            return f"{flag} {path}: no such file"
+    if args.ssl_keyfile and not args.ssl_certfile:
+        return "--ssl-keyfile needs --ssl-certfile (the certificate the key belongs to)"
+    if args.log_config and args.log_format != "text":
+        return (
+            "--log-config replaces nexios's logging setup, --log-format too: use "
+            "nexios.logs.JSONFormatter in the config file instead"
+        )
+    if args.uds and args.fd is not None:
+        return "--uds and --fd both name the socket to serve on: give one"
+    bad_headers = [text for text in args.headers if ":" not in text]
+    if bad_headers:
+        return f"--header takes NAME:VALUE, got {bad_headers[0]!r}"
+    return None
 
 
 def workers_warning(workers: int, channels_url: str | None) -> str | None:
@@ -183,21 +393,35 @@ def workers_warning(workers: int, channels_url: str | None) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "run":
-        import os
-
-        import uvicorn
-
-        if args.channels_url:
-            os.environ["NEXIOS_CHANNELS_URL"] = args.channels_url
-        warning = workers_warning(args.workers, os.environ.get("NEXIOS_CHANNELS_URL"))
-        if warning:
-            print(warning, file=sys.stderr)
-        if "" not in sys.path and "." not in sys.path:
-            sys.path.insert(0, "")
+        problem = check_arguments(args)
+        if problem:
+            parser.error(problem)
+        _prepare_environment(args)
         uvicorn.run(args.app, **server_options(args))
     return 0
+
+
+def _prepare_environment(args: argparse.Namespace) -> None:
+    """Apply ``--env-file`` and ``--channels-url``; warn about a setup that cannot share."""
+    if args.env_file:
+        load_dotenv(args.env_file, override=False)  # as uvicorn: the environment wins
+    if args.channels_url:
+        os.environ["NEXIOS_CHANNELS_URL"] = args.channels_url
+    workers = args.workers or int(os.environ.get("WEB_CONCURRENCY") or 1)
+    warning = workers_warning(workers, os.environ.get("NEXIOS_CHANNELS_URL"))
+    if warning:
+        print(_as_log_line(warning, args.log_format), file=sys.stderr)
+
+
+def _as_log_line(message: str, log_format: str) -> str:
+    """A warning printed before logging is set up, in the format the logs will have."""
+    if log_format != "json":
+        return message
+    record = logging.LogRecord("nexios.cli", logging.WARNING, __file__, 0, message, (), None)
+    return JSONFormatter().format(record)
 
 
 if __name__ == "__main__":  # pragma: no cover

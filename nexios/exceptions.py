@@ -21,6 +21,8 @@ Messages say what was expected, what happened, and what to do about it.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 __all__ = [
     "BackendUnavailableError",
     "ChannelError",
@@ -52,8 +54,6 @@ class HTTPException(NexiosError):
     def __init__(
         self, status_code: int, detail: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
-        from http import HTTPStatus
-
         if detail is None:
             try:
                 detail = HTTPStatus(status_code).phrase

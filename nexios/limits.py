@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nexios._env import env_number, env_text, is_off
 from nexios.exceptions import ConfigurationError
 
 __all__ = [
@@ -69,7 +70,6 @@ _ENV = {
     "max_connections_per_client": "NEXIOS_MAX_CONNECTIONS_PER_CLIENT",
     "idle_timeout": "NEXIOS_IDLE_TIMEOUT",
 }
-_OFF = ("", "0", "off", "none", "no", "false")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,29 +110,23 @@ class Limits:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
         """The defaults, overridden by the ``NEXIOS_*`` variables named in the module docs."""
         env = os.environ if environ is None else environ
-        base = cls()
         values: dict[str, Any] = {}
         for name, variable in _ENV.items():
-            raw = env.get(variable)
-            if raw is None:
+            text = env_text(env, variable)
+            if text is None:
                 continue
-            cast: Callable[[str], Any] = float if name in _FLOATS else int
-            text = raw.strip().lower()
-            if text in _OFF:
-                if name == "burst":
-                    raise ConfigurationError(f"{variable} must be an int >= 1, got {raw!r}.")
+            if is_off(text) and name != "burst":
                 values[name] = None
                 continue
-            try:
-                values[name] = cast(text)
-            except ValueError:
-                raise ConfigurationError(
-                    f"{variable}={raw!r} is not a number; use a positive "
-                    f"{cast.__name__}, or 0/off to disable the limit."
-                ) from None
-        if not values:
-            return base
-        return cls(**{**_fields(base), **values})
+            values[name] = env_number(
+                env,
+                variable,
+                integer=name not in _FLOATS,
+                minimum=1 if name in ("burst", "max_message_size") else 0,
+                exclusive=name not in ("burst", "max_message_size"),
+                what="or 0/off to disable the limit" if name != "burst" else "",
+            )
+        return cls(**{**_fields(cls()), **values}) if values else cls()
 
     @property
     def per_message(self) -> bool:

@@ -1,22 +1,37 @@
 """WebSocket routing: ``WebsocketRoutes`` (one route) and ``WSRouter`` (a prefixed group).
 
 Registration does the work once: the path template compiles, the handler is checked
-(it must be ``async def``, or a :class:`~nexios.websockets.consumers.WebSocketConsumer`
-class) and its signature is read to know which path parameters it takes as keyword
-arguments. Anything else fails right there with a :class:`ConfigurationError`.
+(it must be ``async def``, or a :class:`WebSocketEndpoint` subclass such as
+:class:`~nexios.websockets.consumers.WebSocketConsumer`) and its signature is read to
+know which path parameters it takes as keyword arguments. Anything else fails right
+there with a :class:`ConfigurationError`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from nexios._utils import describe_callable, is_async_callable
 from nexios.exceptions import ConfigurationError
 from nexios.paths import PathTemplate, join_paths
-from nexios.security import OriginPolicy, WSAuth, _check_auth_hook
+from nexios.security import OriginPolicy, WSAuth, check_auth_hook
 
-__all__ = ["WSHandler", "WSMiddleware", "WSRouter", "WebsocketRoutes"]
+if TYPE_CHECKING:
+    from nexios.connection import WebSocket
+
+__all__ = [
+    "WSHandler",
+    "WSMiddleware",
+    "WSRouteRegistry",
+    "WSRouter",
+    "WebSocketEndpoint",
+    "WebsocketRoutes",
+    "check_middleware",
+    "endpoint_class",
+    "find_route",
+]
 
 WSHandler = Callable[..., Awaitable[Any]]
 WSMiddleware = Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[None]]
@@ -25,35 +40,25 @@ WSMiddleware = Callable[[Any, Callable[[], Awaitable[None]]], Awaitable[None]]
 _H = TypeVar("_H", bound=Callable[..., Any])
 
 
-def _consumer_class(handler: Any) -> type | None:
-    from nexios.websockets.consumers import WebSocketConsumer
+class WebSocketEndpoint:
+    """A class-based WebSocket endpoint: routes create one instance per connection and
+    await its :meth:`dispatch`. :class:`~nexios.websockets.consumers.WebSocketConsumer`
+    is the one nexios ships."""
 
-    if isinstance(handler, type) and issubclass(handler, WebSocketConsumer):
+    async def dispatch(self, ws: WebSocket) -> None:
+        """Serve one connection."""
+        raise NotImplementedError
+
+
+def endpoint_class(handler: Any) -> type[WebSocketEndpoint] | None:
+    """``handler`` if it is a :class:`WebSocketEndpoint` subclass, else None."""
+    if isinstance(handler, type) and issubclass(handler, WebSocketEndpoint):
         return handler
     return None
 
 
-def _is_async_callable(obj: Any) -> bool:
-    """An ``async def`` function, a partial of one, or an instance with ``async __call__``."""
-    if inspect.iscoroutinefunction(obj):
-        return True
-    if isinstance(obj, type) or not callable(obj):
-        return False
-    return inspect.iscoroutinefunction(getattr(obj, "__call__", None))  # noqa: B004
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, type):
-        return f"the class {obj.__qualname__}"
-    if inspect.isasyncgenfunction(obj):
-        return f"the async generator function {obj.__qualname__!r}"
-    if inspect.isfunction(obj) or inspect.ismethod(obj):
-        return f"the sync function {obj.__qualname__!r}"
-    return f"{type(obj).__name__} {obj!r}"
-
-
 def _check_handler(path: str, handler: Any) -> None:
-    if _consumer_class(handler) is not None:
+    if endpoint_class(handler) is not None:
         return
     if isinstance(handler, WebsocketRoutes | WSRouter):
         kind = type(handler).__name__
@@ -63,15 +68,15 @@ def _check_handler(path: str, handler: Any) -> None:
             else "app.mount_ws_router(router) or app.mount_ws_router(router, prefix)"
         )
         raise ConfigurationError(f"Got a {kind} as the handler for {path!r}: use {fix}.")
-    if not _is_async_callable(handler):
+    if not is_async_callable(handler):
         raise ConfigurationError(
             f"WebSocket handler for {path!r} must be an async function "
             f"(async def handler(ws): ...) or a WebSocketConsumer subclass, got "
-            f"{_describe(handler)}."
+            f"{describe_callable(handler)}."
         )
 
 
-def _check_middleware(middleware: Iterable[Any] | None) -> list[WSMiddleware]:
+def check_middleware(middleware: Iterable[Any] | None) -> list[WSMiddleware]:
     if middleware is not None and (
         isinstance(middleware, str | bytes) or not isinstance(middleware, Iterable)
     ):
@@ -81,10 +86,10 @@ def _check_middleware(middleware: Iterable[Any] | None) -> list[WSMiddleware]:
         )
     checked = list(middleware or ())
     for item in checked:
-        if not _is_async_callable(item):
+        if not is_async_callable(item):
             raise ConfigurationError(
                 "WebSocket middleware must be `async def middleware(ws, call_next)`, got "
-                f"{_describe(item)}."
+                f"{describe_callable(item)}."
             )
     return checked
 
@@ -121,15 +126,15 @@ class WebsocketRoutes:
         _check_handler(path, handler)
         self.path = path
         self.handler = handler
-        self.middleware = _check_middleware(middleware)
+        self.middleware = check_middleware(middleware)
         self._kwargs = self._keyword_params(handler)
         self.allowed_origins = allowed_origins
         self.origin_policy = OriginPolicy(allowed_origins) if allowed_origins is not None else None
-        self.auth = _check_auth_hook(auth, f"auth= of the route {path!r}")
+        self.auth = check_auth_hook(auth, f"auth= of the route {path!r}")
 
     def _keyword_params(self, handler: Any) -> frozenset[str] | None:
         """Which path parameters the handler names (None: it takes ``**kwargs``)."""
-        if _consumer_class(handler) is not None:
+        if endpoint_class(handler) is not None:
             return frozenset()
         try:
             parameters = list(inspect.signature(handler).parameters.values())
@@ -200,7 +205,7 @@ class WebsocketRoutes:
         return f"WebsocketRoutes({self.path!r}, {name})"
 
 
-class _WSRouteRegistry:
+class WSRouteRegistry:
     """``add_ws_route`` and ``ws_route`` in both their forms, shared by app and router."""
 
     def _register_ws_route(self, route: WebsocketRoutes) -> None:
@@ -312,7 +317,7 @@ class _WSRouteRegistry:
         return decorator
 
 
-class WSRouter(_WSRouteRegistry):
+class WSRouter(WSRouteRegistry):
     """A group of WebSocket routes under a common prefix and middleware.
 
     Routes added after the router was mounted are added to the app as well.
@@ -327,7 +332,7 @@ class WSRouter(_WSRouteRegistry):
         if prefix is not None:
             join_paths(prefix, "/")  # validates the prefix now
         self.prefix = prefix
-        self.middleware = _check_middleware(middleware)
+        self.middleware = check_middleware(middleware)
         self.routes: list[WebsocketRoutes] = []
         self._mounts: list[tuple[Callable[[WebsocketRoutes], None], str | None]] = []
         for route in routes or ():

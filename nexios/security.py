@@ -43,15 +43,17 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from nexios._utils import is_async_callable
 from nexios.exceptions import ConfigurationError, NexiosError
 
 if TYPE_CHECKING:
-    from nexios.websockets.base import WebSocket
+    from nexios.connection import WebSocket
 
 __all__ = [
     "AuthError",
     "OriginPolicy",
     "WSAuth",
+    "check_auth_hook",
     "normalize_origin",
     "subprotocol_token",
 ]
@@ -231,16 +233,14 @@ def subprotocol_token(ws: WebSocket, marker: str = "bearer") -> str | None:
     return None
 
 
-def _check_auth_hook(auth: Any, where: str) -> WSAuth | Literal[False] | None:
+def check_auth_hook(auth: Any, where: str) -> WSAuth | Literal[False] | None:
     """Validate an ``auth=``/``ws_auth=`` value at registration.
 
     None: inherit (a route) or no hook (the app); False: a public route.
     """
     if auth is None or auth is False:
         return auth
-    from nexios.routing import _is_async_callable
-
-    if not _is_async_callable(auth):
+    if not is_async_callable(auth):
         raise ConfigurationError(
             f"{where} must be `async def auth(ws) -> user | None` (or False for a public "
             f"route), got {auth!r}."

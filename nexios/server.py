@@ -30,12 +30,13 @@ public API. It is tested with uvicorn ``>=0.54,<0.55``; outside that range
 from __future__ import annotations
 
 import asyncio
-import struct
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+
+from nexios.framing import build_frame
 
 __all__ = [
     "FRAMES_EXTENSION",
@@ -54,25 +55,6 @@ TESTED_UVICORN = ((0, 54), (0, 55))
 """uvicorn versions the protocol is tested with: ``>= first, < second``."""
 
 _PROTOCOL_PATH = "nexios.server:NexiosWebSocketProtocol"
-_FIN_TEXT = 0x81
-_FIN_BINARY = 0x82
-_LENGTH_16 = struct.Struct("!BBH")
-_LENGTH_64 = struct.Struct("!BBQ")
-
-
-def build_frame(payload: bytes, *, text: bool) -> bytes:
-    """One complete, unmasked server frame (FIN set) carrying ``payload``.
-
-    ``text=True`` makes a text frame: ``payload`` must then be UTF-8, as the peer
-    checks it. No extension may be active on the connection (see the module docstring).
-    """
-    first = _FIN_TEXT if text else _FIN_BINARY
-    length = len(payload)
-    if length < 126:
-        return bytes((first, length)) + payload
-    if length < 0x10000:
-        return _LENGTH_16.pack(first, 126, length) + payload
-    return _LENGTH_64.pack(first, 127, length) + payload
 
 
 class FrameSink:

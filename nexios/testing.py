@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from nexios import encoding
+from nexios.application import NexiosApp
 from nexios.exceptions import WebSocketDisconnect
 
 __all__ = [
@@ -691,8 +692,9 @@ class TestClient(httpx.Client):
         return WebSocketTestSession(self, session)
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run a coroutine on the app's event loop (e.g. ``ChannelBox.presence(...)``)."""
-        return self._call(coro)
+        """Run a coroutine on the app's event loop, as the app would (``ChannelBox``
+        calls act on this app's channels): ``client.run(ChannelBox.presence("room"))``."""
+        return self._call(_in_app(self.app, coro))
 
     def __enter__(self) -> TestClient:
         super().__enter__()
@@ -745,6 +747,16 @@ class TestClient(httpx.Client):
         loop.close()
 
 
+async def _in_app(app: ASGIApp, coro: Coroutine[Any, Any, _T]) -> _T:
+    if not isinstance(app, NexiosApp):
+        return await coro
+    token = app.channels.activate()
+    try:
+        return await coro
+    finally:
+        app.channels.deactivate(token)
+
+
 async def _make_session(app: ASGIApp, scope: dict[str, Any], limit: float) -> AsyncWebSocketSession:
     return AsyncWebSocketSession(app, scope, limit)
 
@@ -754,7 +766,11 @@ async def _make_lifespan(app: ASGIApp) -> _Lifespan:
 
 
 class AsyncTestClient(httpx.AsyncClient):
-    """The async twin of :class:`TestClient`, running in the test's own event loop."""
+    """The async twin of :class:`TestClient`, running in the test's own event loop.
+
+    Inside ``async with AsyncTestClient(app)``, ``ChannelBox`` calls made by the test
+    act on ``app``'s channels, as they would in one of its handlers.
+    """
 
     __test__ = False
 
@@ -774,6 +790,7 @@ class AsyncTestClient(httpx.AsyncClient):
         self.ws_timeout = timeout
         self.raise_server_exceptions = raise_server_exceptions
         self._lifespan: _Lifespan | None = None
+        self._activation: Any = None
         options = _HTTPOptions(
             client, root_path, timeout, raise_server_exceptions, self._lifespan_state
         )
@@ -810,6 +827,8 @@ class AsyncTestClient(httpx.AsyncClient):
             await super().__aexit__(None, None, None)  # __aexit__ will not run
             raise
         self._lifespan = lifespan
+        if isinstance(self.app, NexiosApp):
+            self._activation = self.app.channels.activate()
         return self
 
     async def __aexit__(
@@ -819,8 +838,11 @@ class AsyncTestClient(httpx.AsyncClient):
         tb: TracebackType | None = None,
     ) -> None:
         lifespan, self._lifespan = self._lifespan, None
+        activation, self._activation = self._activation, None
         try:
             if lifespan is not None:
                 await lifespan.shutdown()
         finally:
+            if activation is not None and isinstance(self.app, NexiosApp):
+                self.app.channels.deactivate(activation)
             await super().__aexit__(exc_type, exc, tb)

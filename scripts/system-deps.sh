@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# The system packages the test suite needs: redis-server (the tests start their own, on
-# free ports) and Chromium at /usr/bin/chromium (browser tests, driven by Playwright).
-# On Debian and Ubuntu they are installed with apt-get when missing (as root, or with
-# sudo when it needs no password). Elsewhere, or without the rights, this prints exactly
-# what to install: a missing redis-server fails (exit 1); a missing Chromium only
-# warns, as the browser tests then skip. NEXIOS_SKIP_BROWSER=1 leaves Chromium alone.
+# The system packages the test suite needs:
+#   required: redis-server (the tests start their own, on free ports); node and npm (the
+#             browser client's tests run on node's test runner);
+#   optional: Chromium at /usr/bin/chromium (browser tests, driven by Playwright) and
+#             nginx (the deployment guide's end-to-end test): without them those tests
+#             are skipped.
+# On Debian and Ubuntu what is missing is installed with apt-get (as root, or with sudo
+# when it needs no password). Elsewhere, or without the rights, this prints exactly what
+# to install, and fails (exit 1) only for a required one. NEXIOS_SKIP_BROWSER=1 leaves
+# Chromium alone.
 set -euo pipefail
 
-missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis)
-if [[ "${NEXIOS_SKIP_BROWSER:-0}" != "1" && ! -x /usr/bin/chromium ]]; then
-  missing+=(chromium)
-fi
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+has() { command -v "$1" >/dev/null 2>&1; }
+has_nginx() { has nginx || [[ -x /usr/sbin/nginx ]]; }
+want_chromium() { [[ "${NEXIOS_SKIP_BROWSER:-0}" != "1" && ! -x /usr/bin/chromium ]]; }
 
 os_id="" os_like=""
 if [[ -r /etc/os-release ]]; then
@@ -24,25 +25,20 @@ if [[ "$os_id" == "debian" || "$os_id" == "ubuntu" || " $os_like " == *" debian 
   debian=1
 fi
 
-# apt package names: the Debian "chromium" package gives /usr/bin/chromium. Ubuntu only
-# ships Chromium as a snap, which containers cannot run: there it is reported, not installed.
+# apt package names. Debian's "chromium" gives /usr/bin/chromium; Ubuntu ships Chromium
+# only as a snap, which containers cannot run, so there it is reported, not installed.
 packages=()
-for item in "${missing[@]}"; do
-  case "$item" in
-    redis) packages+=(redis-server) ;;
-    chromium) [[ "$os_id" != "ubuntu" ]] && packages+=(chromium) ;;
-  esac
-done
+has redis-server || packages+=(redis-server)
+has node || packages+=(nodejs)
+has npm || packages+=(npm)
+has_nginx || packages+=(nginx)
+if want_chromium && [[ "$os_id" != "ubuntu" ]]; then packages+=(chromium); fi
+[[ ${#packages[@]} -eq 0 ]] && ! want_chromium && exit 0
 
 sudo=""
 if [[ "$(id -u)" != "0" ]]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo="sudo"
-  else
-    sudo="none"
-  fi
+  if has sudo && sudo -n true 2>/dev/null; then sudo="sudo"; else sudo="none"; fi
 fi
-
 if [[ $debian -eq 1 && ${#packages[@]} -gt 0 && "$sudo" != "none" ]]; then
   echo "system-deps: installing ${packages[*]} with apt-get" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -51,24 +47,25 @@ if [[ $debian -eq 1 && ${#packages[@]} -gt 0 && "$sudo" != "none" ]]; then
 fi
 
 status=0
-if ! command -v redis-server >/dev/null 2>&1; then
-  status=1
+missing() {  # what, required (1/0), Debian package, other systems
+  local level="warning" effect="those tests will be skipped"
+  if [[ $2 -eq 1 ]]; then level="error" effect="the suite needs it"; status=1; fi
   if [[ $debian -eq 1 ]]; then
-    echo "system-deps: redis-server is missing. Install it with: sudo apt-get install redis-server" >&2
+    echo "system-deps: $level: $1 is missing ($effect). Install it with: sudo apt-get install $3" >&2
   else
-    echo "system-deps: redis-server is missing. Install Redis 6.2 or newer so that" \
-      "'redis-server' is on the PATH (Fedora: sudo dnf install redis;" \
-      "macOS: brew install redis; Arch: sudo pacman -S redis)." >&2
+    echo "system-deps: $level: $1 is missing ($effect). Install $4." >&2
   fi
-fi
-if [[ "${NEXIOS_SKIP_BROWSER:-0}" != "1" && ! -x /usr/bin/chromium ]]; then
+}
+has redis-server || missing redis-server 1 redis-server \
+  "Redis 6.2 or newer so that 'redis-server' is on the PATH (Fedora: dnf install redis; macOS: brew install redis)"
+has node || missing node 1 nodejs "Node.js 18 or newer (node and npm on the PATH)"
+has npm || missing npm 1 npm "npm (it comes with Node.js)"
+has_nginx || missing nginx 0 nginx "nginx (Fedora: dnf install nginx; macOS: brew install nginx)"
+if want_chromium; then
   if [[ "$os_id" == "ubuntu" ]]; then
-    hint="Ubuntu ships Chromium only as a snap: install Debian's 'chromium' package, or link a Chromium binary to /usr/bin/chromium"
-  elif [[ $debian -eq 1 ]]; then
-    hint="install it with: sudo apt-get install chromium"
+    echo "system-deps: warning: /usr/bin/chromium is missing (the browser tests will be skipped). Ubuntu ships Chromium only as a snap: install Debian's 'chromium' package or link a Chromium binary to /usr/bin/chromium (or set NEXIOS_SKIP_BROWSER=1)." >&2
   else
-    hint="install Chromium so that /usr/bin/chromium exists"
+    missing /usr/bin/chromium 0 chromium "Chromium so that /usr/bin/chromium exists"
   fi
-  echo "system-deps: warning: /usr/bin/chromium is missing, so the browser tests will be skipped; $hint (or set NEXIOS_SKIP_BROWSER=1)." >&2
 fi
 exit $status

@@ -22,9 +22,9 @@ python="python3" venv=".venv"
 if [[ -n "$version" ]]; then
   python="$(./scripts/find-python.sh "$version")"
   default="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
-  [[ "$version" != "$default" ]] && venv=".venv-$version"
+  if [[ "$version" != "$default" ]]; then venv=".venv-$version"; fi
 fi
-VENV="$venv" PYTHON="$python" ./scripts/bootstrap.sh test,bench,browser
+VENV="$venv" PYTHON="$python" ./scripts/bootstrap.sh test,bench,peers,browser
 echo "test.sh: $("$venv/bin/python" --version) in $venv" >&2
 
 if [[ $lint -eq 1 ]]; then

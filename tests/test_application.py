@@ -216,7 +216,7 @@ def test_http_and_websocket_side_by_side() -> None:
 def test_channels_url_is_checked_at_construction() -> None:
     with pytest.raises(ConfigurationError, match="Unknown channels URL 'bogus://x'"):
         NexiosApp(channels_url="bogus://x")
-    assert NexiosApp(channels_url="memory://").channels_url == "memory://"
+    assert NexiosApp(channels_url="memory://").channels.settings.channels_url == "memory://"
 
 
 # --------------------------------------------------------------------------- middleware

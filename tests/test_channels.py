@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -26,16 +27,18 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(autouse=True, params=["memory", "redis"])
-def channel_layer(request: pytest.FixtureRequest) -> str:
-    """Every test here runs on the in-process layer and on Redis (history in streams)."""
+def channel_layer(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on the in-process layer and on Redis (history in streams):
+    process-wide defaults, which every app created in the test picks up."""
     if request.param == "redis":
         ChannelBox.configure(request.getfixturevalue("redis_url"))
-    return str(request.param)
+    yield str(request.param)
+    ChannelBox.reset_configuration()
 
 
-def room_app(payload_type: str = "json", expires: float | None = None) -> NexiosApp:
+def room_app(payload_type: str = "json", expires: float | None = None, **options: Any) -> NexiosApp:
     """Members join ``/room/{name}``; every JSON message is broadcast with history."""
-    app = NexiosApp()
+    app = NexiosApp(**options)
 
     @app.ws_route("/room/{name}")
     async def room(ws: WebSocket, name: str) -> None:
@@ -230,8 +233,7 @@ async def test_disconnected_channels_leave_their_groups_and_presence() -> None:
 
 
 async def test_expired_channel_is_closed_and_leaves_its_groups() -> None:
-    ChannelBox.configure(presence_ttl=0.3)
-    async with AsyncTestClient(room_app(expires=0.2)) as client:
+    async with AsyncTestClient(room_app(expires=0.2, presence_ttl=0.3)) as client:
         async with client.websocket_connect("/room/e") as member:
             await member.receive_json()
             with pytest.raises(WebSocketDisconnect) as closed:
@@ -309,8 +311,7 @@ async def test_flush_groups_and_history() -> None:
 
 
 async def test_history_bounds_prune_without_wiping_and_recover_reports_gaps() -> None:
-    ChannelBox.configure(history_limits=HistoryLimits(max_entries=5))
-    app = NexiosApp()
+    app = NexiosApp(history_limits=HistoryLimits(max_entries=5))
 
     @app.ws_route("/r")
     async def handler(ws: WebSocket) -> None:
@@ -358,8 +359,7 @@ async def test_group_policy_can_refuse_a_join() -> None:
     async def only_public(channel: Channel, group: str) -> bool:
         return group.startswith("public-")
 
-    ChannelBox.set_group_policy(only_public)
-    app = NexiosApp()
+    app = NexiosApp(group_policy=only_public)
 
     @app.ws_route("/{group}")
     async def handler(ws: WebSocket, group: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -149,8 +150,13 @@ def test_python_m_nexios_help() -> None:
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0
-    for flag in ("--host", "--port", "--workers", "--reload"):
-        assert flag in result.stdout
+    for flag in (
+        *("--host", "--port", "--workers", "--reload", "--ssl-certfile", "--proxy-headers"),
+        *("--forwarded-allow-ips", "--uds", "--fd", "--root-path", "--env-file", "--factory"),
+        *("--app-dir", "--no-access-log", "--log-format", "--timeout-keep-alive"),
+        *("--limit-concurrency", "--backlog"),
+    ):
+        assert flag in result.stdout, flag
 
 
 def test_bad_app_path_fails_with_a_message() -> None:
@@ -191,10 +197,18 @@ async def test_run_smoke() -> None:
 
 @pytest.mark.anyio
 async def test_run_with_workers() -> None:
-    with serve("tests.test_cli:app", args=["--workers", "2"]) as server:
+    # JSON logs too: the config (with nexios's formatter and filter) crosses into the
+    # spawned workers, and every line of every process is one JSON object.
+    args = ["--workers", "2", "--log-format", "json"]
+    with serve("tests.test_cli:app", args=args) as server:
         worker = await talk(server.http_url, server.ws_url("/ws/cli"))
         assert worker != server.pid  # answered by a worker process, not the parent
         assert "Started parent process" in server.log()
+    entries = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    assert {entry["message"] for entry in entries} >= {"Application startup complete."}
+    warnings = [entry for entry in entries if entry["logger"] == "nexios.cli"]
+    assert warnings[0]["level"] == "WARNING"  # several workers on the memory layer
+    assert "NEXIOS_CHANNELS_URL" in warnings[0]["message"]
 
 
 @pytest.fixture

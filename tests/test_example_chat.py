@@ -34,17 +34,13 @@ GROUP = f"chat:{ROOM}"
 
 
 @pytest.fixture
-def chat_app(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The chat app on memory:// with memory history; ChannelBox settings restored after.
-
-    Importing the app configures ChannelBox (NexiosApp(history_url=...) does), which is
-    process-wide: it is imported here, not at module level, and undone at teardown.
-    """
-    monkeypatch.setattr(ChannelBox, "_settings", ChannelBox._settings)
-    monkeypatch.setattr(ChannelBox, "_events", ChannelBox._events)
-    module = importlib.import_module("examples.chat.app")
-    ChannelBox.configure("memory://", history_url="memory://")
-    return module.app
+def chat_app() -> Iterator[Any]:
+    """The chat app on memory:// with memory history; its settings restored after."""
+    app = importlib.import_module("examples.chat.app").app
+    saved = app.channels.overrides
+    app.channels.configure(channels_url="memory://", history_url="memory://")
+    yield app
+    app.channels.overrides = saved
 
 
 @pytest.fixture
@@ -278,7 +274,7 @@ def test_recovery_with_since_sends_what_was_missed(client: TestClient) -> None:
 
 @pytest.fixture
 def small_history(chat_app: Any) -> Iterator[TestClient]:
-    ChannelBox.configure(history_limits=HistoryLimits(max_entries=5))
+    chat_app.channels.configure(history_limits=HistoryLimits(max_entries=5))
     with TestClient(chat_app, timeout=TIMEOUT) as client:
         yield client
 

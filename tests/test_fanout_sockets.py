@@ -10,6 +10,7 @@ Runs on both fan-out paths: the portable ASGI one and nexios's frame-once protoc
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import httpx
 import pytest
@@ -91,3 +92,81 @@ async def test_broadcasts_and_direct_sends_keep_their_order(ws_impl: str) -> Non
                 await ws.send(round_)
                 got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(4)]
                 assert got == [f"{round_}-0", f"{round_}-1", f"{round_}-2", f"{round_}-direct"]
+
+
+def _read_frames(sock: socket.socket, buffered: bytes, until: bytes) -> list[bytes]:
+    """Payloads of the server's (unmasked, unfragmented) frames, up to ``until``."""
+    payloads: list[bytes] = []
+    data = buffered
+    sock.settimeout(60)
+    while True:
+        while len(data) >= 2:
+            length, start = data[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(data[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(data[2:10], "big"), 10
+            if len(data) < start + length:
+                break
+            payloads.append(data[start : start + length])
+            data = data[start + length :]
+            if payloads[-1] == until:
+                return payloads
+        chunk = sock.recv(1 << 20)
+        assert chunk, "the server closed the slow member's connection"
+        data += chunk
+
+
+DROPS = 900
+DROP_SIZE = 32 * 1024  # 29 MB in all: more than the kernel's socket buffers hold
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest"])
+@pytest.mark.parametrize("ws_impl", ["websockets-sansio", "auto"], ids=["portable", "frame-once"])
+@pytest.mark.anyio
+async def test_drop_policies_keep_a_slow_member_and_count_every_drop(
+    ws_impl: str, policy: str
+) -> None:
+    env = {
+        "NEXIOS_OUTBOX_POLICY": policy,
+        "NEXIOS_OUTBOX_MAX_MESSAGES": "32",
+        "NEXIOS_OUTBOX_MAX_BYTES": str(512 * 1024),
+        "NEXIOS_SEND_TIMEOUT": "60",  # the slow member pauses; it must not look dead
+    }
+    with serve("tests.support.fanout_app:app", env=env, args=["--ws", ws_impl]) as server:
+        slow, early = open_raw_websocket(server.port, "/room/drops", receive_buffer=None)
+        async with (
+            httpx.AsyncClient(base_url=server.http_url) as http,
+            websockets.connect(server.ws_url("/room/drops"), max_size=None) as publisher,
+        ):
+            assert await publisher.recv() == "joined"
+
+            async def own_copies() -> None:
+                for _ in range(DROPS):
+                    await publisher.recv()
+
+            reader = asyncio.create_task(own_copies())
+            for i in range(DROPS):
+                await publisher.send(f"{i:06d}".ljust(DROP_SIZE, "x"))
+            await asyncio.wait_for(reader, 60)
+            during = (await http.get("/debug/drops")).json()
+            assert during["evictions"] == 0 and during["dropped"] > 0, during
+            # The slow member reads again; once its queue is empty, a marker can't be dropped.
+            reading = asyncio.create_task(asyncio.to_thread(_read_frames, slow, early, b"end"))
+            async with asyncio.timeout(30):
+                while (await http.get("/debug/drops")).json()["queued_messages"]:
+                    await asyncio.sleep(0.05)
+            await publisher.send("end")
+            payloads = await asyncio.wait_for(reading, 30)
+            after = (await http.get("/debug/drops")).json()
+        slow.close()
+    assert payloads[0] == b"joined" and payloads[-1] == b"end"
+    numbers = [int(p[:6]) for p in payloads if len(p) == DROP_SIZE]
+    assert numbers == sorted(set(numbers)), "duplicates or inversions"
+    assert len(numbers) + after["dropped"] == DROPS, (len(numbers), after)
+    assert after["evictions"] == 0
+    if policy == "drop_newest":
+        assert numbers == list(range(len(numbers)))  # the oldest kept, the newest dropped
+    else:
+        assert numbers[-1] == DROPS - 1  # the newest kept
+        assert numbers != list(range(len(numbers)))

@@ -22,9 +22,14 @@ from starlette.middleware.cors import CORSMiddleware
 from nexios.exceptions import ConfigurationError
 from nexios.http.datastructures import ASGIApp, Receive, Scope, Send, State
 from nexios.http.errors import ExceptionHandler, ExceptionHandlers, HandlerKey
+from nexios.http.middleware import (
+    FunctionMiddleware,
+    Middleware,
+    MiddlewareFunction,
+    build_stack,
+)
 from nexios.http.request import DEFAULT_MAX_BODY_SIZE
 from nexios.http.routing import INHERIT, Handler, HTTPRouter, Mount, Route
-from nexios.middleware import FunctionMiddleware, Middleware, MiddlewareFunction, build_stack
 
 __all__ = ["HTTPApp"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nexios._concurrency import is_async_callable, run_sync
+from nexios._utils import is_async_callable, run_sync
 from nexios.exceptions import ConfigurationError
 
 __all__ = ["BackgroundTask", "BackgroundTasks"]

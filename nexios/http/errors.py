@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from nexios._concurrency import is_async_callable, run_sync
+from nexios._utils import is_async_callable, run_sync
 from nexios.exceptions import ConfigurationError, HTTPException
 from nexios.http.responses import JSONResponse, Response, to_response
 

@@ -24,7 +24,7 @@ from http.cookies import SimpleCookie
 from typing import Any, BinaryIO, Literal
 from urllib.parse import quote
 
-from nexios._concurrency import iterate_in_thread
+from nexios._utils import iterate_in_thread
 from nexios.encoding import dumps
 from nexios.exceptions import HTTPException
 from nexios.http.datastructures import Headers, MutableHeaders, Receive, Scope, Send

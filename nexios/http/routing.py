@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from nexios._concurrency import is_async_callable, run_sync
+from nexios._utils import is_async_callable, run_sync
 from nexios.exceptions import ConfigurationError, HTTPException, NoMatchFound
 from nexios.http.datastructures import ASGIApp, Receive, Scope, Send, route_path
 from nexios.http.errors import ExceptionHandlers

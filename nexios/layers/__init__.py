@@ -12,21 +12,36 @@ from nexios.exceptions import ConfigurationError
 from nexios.history.base import HistoryLimits
 from nexios.layers.base import ChannelLayer, LayerHealth, PresenceRecord, WireMessage
 
-__all__ = ["ChannelLayer", "LayerHealth", "PresenceRecord", "WireMessage", "layer_from_url"]
+__all__ = [
+    "ChannelLayer",
+    "LayerHealth",
+    "PresenceRecord",
+    "WireMessage",
+    "check_layer_url",
+    "layer_from_url",
+]
+
+_SCHEMES = ("memory", "redis", "rediss", "unix")
+
+
+def check_layer_url(url: str) -> str:
+    """``url`` if its scheme names a layer; a ConfigurationError saying which do otherwise."""
+    if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+        raise ConfigurationError(
+            f"Unknown channels URL {url!r}: use 'memory://' (one process) or "
+            "'redis://host:6379/0' (many processes), e.g. "
+            "NEXIOS_CHANNELS_URL=redis://127.0.0.1:6379/0"
+        )
+    return url
 
 
 def layer_from_url(url: str, *, history_limits: HistoryLimits | None = None) -> ChannelLayer:
     """Build the layer for ``url``: ``memory://`` or ``redis://`` / ``rediss://``."""
-    scheme = urlsplit(url).scheme
+    scheme = urlsplit(check_layer_url(url)).scheme
     if scheme == "memory":
         from nexios.layers.memory import MemoryLayer
 
         return MemoryLayer(url, history_limits=history_limits)
-    if scheme in ("redis", "rediss", "unix"):
-        from nexios.layers.redis import RedisLayer
+    from nexios.layers.redis import RedisLayer
 
-        return RedisLayer(url, history_limits=history_limits)
-    raise ConfigurationError(
-        f"Unknown channels URL {url!r}: use 'memory://' (one process) or "
-        "'redis://host:6379/0' (many processes), e.g. NEXIOS_CHANNELS_URL=redis://127.0.0.1:6379/0"
-    )
+    return RedisLayer(url, history_limits=history_limits)

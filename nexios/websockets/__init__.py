@@ -12,10 +12,11 @@ from nexios.websockets.channels import (
     ChannelBox,
     ChannelRemoveStatusEnum,
     GroupSendStatusEnum,
+    OutboxLimits,
+    OverflowPolicy,
     PayloadTypeEnum,
 )
 from nexios.websockets.consumers import WebSocketConsumer
-from nexios.websockets.outbox import OutboxLimits, OverflowPolicy
 
 __all__ = [
     "Channel",

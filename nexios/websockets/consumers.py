@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from nexios import encoding as json_encoding
+from nexios.connection import WebSocket, WebSocketState
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
 from nexios.history.base import HistoryPage
-from nexios.routing import WebsocketRoutes, WSMiddleware
-from nexios.websockets.base import WebSocket, WebSocketState
+from nexios.routing import WebSocketEndpoint, WebsocketRoutes, WSMiddleware
 from nexios.websockets.channels import (
     Channel,
     ChannelAddStatusEnum,
@@ -78,7 +78,7 @@ class GroupHandle:
         return page
 
 
-class WebSocketConsumer:
+class WebSocketConsumer(WebSocketEndpoint):
     """Subclass and override ``on_connect`` / ``on_receive`` / ``on_disconnect``."""
 
     encoding: ClassVar[str | None] = None
@@ -171,10 +171,8 @@ class WebSocketConsumer:
             close_code = 1011
             raise
         finally:
-            channel = self.channel
-            hub = ChannelBox._hub_if_running()
-            if hub is not None and channel is not None:
-                await hub.forget(channel, reason="disconnected")
+            if self.channel is not None:
+                await self.channel.leave_groups("disconnected")
             await self.on_disconnect(ws, close_code)
 
     def _decode(self, message: dict[str, Any]) -> Any:

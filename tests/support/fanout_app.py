@@ -47,24 +47,21 @@ async def ordered(ws: WebSocket, name: str) -> None:
 
 def _track_peak(name: str) -> None:
     global _peak_queued_bytes
-    hub = ChannelBox._hub_if_running()
-    if hub is None:
-        return
-    for channel in hub.local_members(name):
-        if channel.outbox is not None:
-            _peak_queued_bytes = max(_peak_queued_bytes, channel.outbox.queued_bytes)
-        if channel.sink is not None:
-            _peak_queued_bytes = max(_peak_queued_bytes, channel.sink.buffered())
+    for channel in app.channels.local_members(name):
+        if channel.sender is not None:
+            _peak_queued_bytes = max(_peak_queued_bytes, channel.sender.queued_bytes)
 
 
 @app.get("/debug/{name}")
 async def debug(name: str) -> dict[str, Any]:
-    hub = ChannelBox._get_hub()
+    members = app.channels.local_members(name)
     return {
-        "members": len(hub.local_members(name)),
-        "frame_once": any(c.sink is not None for c in hub.local_members(name)),
-        "evictions": hub.evictions,
+        "members": len(members),
+        "frame_once": any(c.sender is not None and c.sender.kind == "frames" for c in members),
+        "evictions": app.channels.stats().evictions,
+        "dropped": app.channels.stats().dropped,
+        "queued_messages": app.channels.stats().queued_messages,
         "peak_queued_bytes": _peak_queued_bytes,
-        "max_bytes": hub.settings.outbox.max_bytes,
+        "max_bytes": app.channels.settings.outbox.max_bytes,
         "leave_reasons": sorted(set(_leave_reasons)),
     }

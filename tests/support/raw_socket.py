@@ -10,14 +10,20 @@ import struct
 __all__ = ["open_raw_websocket", "reset"]
 
 
-def open_raw_websocket(port: int, path: str) -> tuple[socket.socket, bytes]:
-    """Complete a handshake on a bare socket with a tiny receive buffer.
+def open_raw_websocket(
+    port: int, path: str, receive_buffer: int | None = 4096
+) -> tuple[socket.socket, bytes]:
+    """Complete a handshake on a bare socket, by default with a tiny receive buffer.
 
     Returns the socket and whatever arrived after the 101 response. Nothing reads from
     the socket unless the caller does, so the server sees a peer that stopped reading.
+    ``receive_buffer=None`` keeps the kernel's default: a peer that pauses, then reads
+    at full speed again.
     """
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (

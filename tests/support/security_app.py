@@ -205,15 +205,8 @@ async def stubborn(ws: WebSocket) -> None:
 
 
 def _track_peak(name: str) -> None:
-    hub = ChannelBox._hub_if_running()
-    if hub is None:
-        return
-    for channel in hub.local_members(name):
-        queued = 0
-        if channel.outbox is not None:
-            queued = channel.outbox.queued_bytes
-        if channel.sink is not None:
-            queued = max(queued, channel.sink.buffered())
+    for channel in room_app.channels.local_members(name):
+        queued = channel.sender.queued_bytes if channel.sender is not None else 0
         _peak["bytes"] = max(_peak["bytes"], queued)
         if queued > _BACKLOG and name.startswith("stall"):
             _backlog_since.setdefault(channel.uuid, time.monotonic())
@@ -226,13 +219,13 @@ def _rss() -> int:
 
 @room_app.get("/debug/counts")
 async def counts() -> dict[str, Any]:
-    hub = ChannelBox._hub_if_running()
     stats = room_app.websocket_stats()
+    channels = room_app.channels.stats()
     return {
         **stats,
-        "groups": len(hub.groups) if hub else 0,
-        "channels": len(hub.channels) if hub else 0,
-        "members": sum(len(m) for m in hub.groups.values()) if hub else 0,
+        "groups": channels.groups,
+        "channels": channels.channels,
+        "members": channels.memberships,
         "tasks": len(asyncio.all_tasks()),
         "rss": _rss(),
     }
@@ -249,22 +242,22 @@ async def flood(request: Request, name: str) -> dict[str, int]:
     count = int(request.query_params.get("count", "1"))
     payload = "x" * int(request.query_params.get("size", "1024"))
     sent = 0
-    hub = ChannelBox._get_hub()
-    while sent < count and hub.local_members(name):
+    local_members = room_app.channels.local_members
+    while sent < count and local_members(name):
         await ChannelBox.group_send(name, payload)
         _track_peak(name)
         sent += 1
         await asyncio.sleep(0)
-    return {"sent": sent, "members": len(hub.local_members(name))}
+    return {"sent": sent, "members": len(local_members(name))}
 
 
 @room_app.get("/debug/peak")
 async def peak() -> dict[str, Any]:
-    hub = ChannelBox._hub_if_running()
+    outbox = room_app.channels.settings.outbox
     return {
         "peak_bytes": _peak["bytes"],
-        "evictions": hub.evictions if hub else 0,
+        "evictions": room_app.channels.stats().evictions,
         "stall_leaves": _stall_leaves,
-        "max_bytes": hub.settings.outbox.max_bytes if hub else None,
-        "send_timeout": hub.settings.outbox.send_timeout if hub else None,
+        "max_bytes": outbox.max_bytes,
+        "send_timeout": outbox.send_timeout,
     }

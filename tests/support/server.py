@@ -128,13 +128,16 @@ def serve(
     args: Sequence[str] = (),
     cwd: str | os.PathLike[str] | None = None,
     host: str = "127.0.0.1",
+    ready: Callable[[Server], bool] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[Server]:
     """Run ``python -m nexios run app`` on a free port until the block ends.
 
     ``env`` is added to the current environment; a ``PYTHONPATH`` in it is prepended to
     the repository root (so ``nexios`` and ``tests`` stay importable). ``args`` are more
     ``nexios run`` options (``--workers 2``...). Fails with the server's log if it exits
-    or does not listen within 15 s.
+    or does not listen within 15 s. A server told to listen elsewhere (``--uds``,
+    ``--fd``, with ``pass_fds``) is up when ``ready(server)`` is true instead.
     """
     environment = dict(os.environ)
     environment["PYTHONUNBUFFERED"] = "1"
@@ -146,7 +149,7 @@ def serve(
     os.close(handle)
     log_path = Path(name)
     try:
-        server = _start(app, host, args, environment, cwd, log_path)
+        server = _start(app, host, args, environment, cwd, log_path, ready, pass_fds)
         try:
             yield server
         finally:
@@ -164,6 +167,8 @@ def _start(
     environment: dict[str, str],
     cwd: str | os.PathLike[str] | None,
     log_path: Path,
+    ready: Callable[[Server], bool] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Server:
     # The free port is released before the server binds it; another process may take it
     # in between, so a bind failure is retried on a new port.
@@ -184,10 +189,11 @@ def _start(
                 env=environment,
                 start_new_session=True,
                 cwd=cwd if cwd is not None else str(REPO_ROOT),
+                pass_fds=pass_fds,
             )
         server = Server(host=host, port=port, process=process, log_path=log_path)
         try:
-            _wait_until_listening(server)
+            _wait_until_listening(server, ready)
         except _PortTaken:
             _stop(process)
             if attempt + 1 == _BIND_ATTEMPTS:
@@ -204,9 +210,10 @@ class _PortTaken(Exception):
     pass
 
 
-def _wait_until_listening(server: Server) -> None:
+def _wait_until_listening(server: Server, ready: Callable[[Server], bool] | None = None) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
-    while not _accepts_connections(server.host, server.port):
+    is_up = ready or (lambda server: _accepts_connections(server.host, server.port))
+    while not is_up(server):
         code = server.process.poll()
         if code is not None:
             log = server.log()

@@ -1,0 +1,1 @@
+"""Growth curves of one nexios process, 1k to 50k members. See ``bench/README.md``."""

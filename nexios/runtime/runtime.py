@@ -1,0 +1,654 @@
+"""The channels runtime: one per app — groups, fan-out, presence, history and upkeep.
+
+``NexiosApp`` builds one :class:`ChannelsRuntime`, starts it in its lifespan and stops it
+at shutdown. ``ChannelBox`` finds the runtime of the app serving the current
+connection or request through a context variable (:func:`current_runtime`), so two
+apps in one process never share groups, events, policies or members.
+
+The runtime keeps the local members of each group (``dict`` keyed by channel id: O(1)
+join and leave), the channel layer that links processes, the history store, and one
+maintenance task that:
+
+- evicts members whose sender made no progress for ``send_timeout`` (every 0.25 s),
+- closes channels idle longer than their ``expires`` (every second),
+- refreshes this process's presence entries and reaps those of dead processes
+  (every ``presence_ttl / 3`` seconds).
+
+Stopping is explicit and bounded: a stop event the maintenance loop checks, bounded
+waits for every step, so shutdown never hangs on a broker that stopped answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from nexios.events import EventEmitter
+from nexios.exceptions import ChannelError, ConfigurationError, GroupAccessDenied
+from nexios.framing import FrameSet, encode_payload, stamp_seq
+from nexios.history.base import HistoryPage, HistoryStore
+from nexios.layers.base import ChannelLayer, LayerHealth, WireMessage
+from nexios.runtime.channel import Channel, encode_metadata
+from nexios.runtime.presence import PresenceMember, member_from_record, presence_info
+from nexios.runtime.senders import (
+    EVICTION_CLOSE_CODE,
+    FlushScheduler,
+    Sender,
+    sender_for,
+)
+from nexios.runtime.settings import ChannelSettings, SettingsOverrides
+
+__all__ = [
+    "MAX_GROUP_NAME_BYTES",
+    "ChannelsRuntime",
+    "GroupPolicy",
+    "RuntimeStats",
+    "check_group_name",
+    "current_runtime",
+    "peek_runtime",
+]
+
+logger = logging.getLogger("nexios.channels")
+
+MAX_GROUP_NAME_BYTES = 1024
+"""Longest group name, in UTF-8 bytes."""
+
+GroupPolicy = Callable[[Channel, str], Awaitable[bool]]
+"""``async def policy(channel, group) -> bool``: may this channel join this group?"""
+
+_DEADLINE_CHECK = 0.25
+_EXPIRY_CHECK = 1.0
+_STOP_BOUND = 3.0
+"""Seconds each shutdown step may take before it is abandoned."""
+
+_current: contextvars.ContextVar[ChannelsRuntime | None] = contextvars.ContextVar(
+    "nexios_channels_runtime", default=None
+)
+
+
+def current_runtime() -> ChannelsRuntime:
+    """The channels runtime of the app serving this connection, request or lifespan."""
+    runtime = _current.get()
+    if runtime is None:
+        raise ConfigurationError(
+            "ChannelBox is used outside a nexios app: call it from a handler, a lifespan or "
+            "startup hook, or a task started from one. Outside an app (scripts, tests), "
+            "run the code inside `async with app.channels.activated():`."
+        )
+    return runtime
+
+
+def peek_runtime() -> ChannelsRuntime | None:
+    """The current runtime, or None outside an app."""
+    return _current.get()
+
+
+def check_group_name(name: Any) -> str:
+    """``name`` if it can be a group name; a ConfigurationError saying why otherwise."""
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"group_name must be a non-empty str, got {name!r}.")
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"group_name {name[:40]!r}... is not valid Unicode text (it has a lone surrogate); "
+            "group names are shared with other processes as UTF-8."
+        ) from None
+    if size > MAX_GROUP_NAME_BYTES:
+        raise ConfigurationError(
+            f"group_name is {size} bytes long; the limit is {MAX_GROUP_NAME_BYTES} bytes of "
+            "UTF-8. Use an id or a hash for long names."
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStats:
+    """Counts for monitoring and tests (this process only)."""
+
+    started: bool
+    groups: int
+    channels: int
+    memberships: int
+    evictions: int
+    senders: dict[str, int]
+    """Members by sender kind: ``{"asgi": n, "frames": m}``."""
+    queued_messages: int
+    queued_bytes: int
+    dropped: int
+
+
+class ChannelsRuntime:
+    """Groups, fan-out, presence and history for one app (see the module docstring)."""
+
+    _process_defaults = SettingsOverrides()
+
+    def __init__(
+        self,
+        overrides: SettingsOverrides | None = None,
+        *,
+        events: EventEmitter | None = None,
+        group_policy: GroupPolicy | None = None,
+    ) -> None:
+        self.overrides = overrides or SettingsOverrides()
+        self.events = events
+        self.group_policy = group_policy
+        self._settings: ChannelSettings | None = None
+        self._layer: ChannelLayer | None = None
+        self._history: HistoryStore | None = None
+        self.groups: dict[str, dict[str, Channel]] = {}
+        self.channels: dict[str, Channel] = {}
+        self._presence_info: dict[tuple[str, str], bytes] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._scheduler: FlushScheduler | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._layer_failed_at_stop = False
+        self.evictions = 0
+
+    # ------------------------------------------------------------------ settings
+
+    @classmethod
+    def set_process_defaults(cls, overrides: SettingsOverrides) -> None:
+        """Defaults for every runtime that starts later in this process
+        (``ChannelBox.configure`` outside an app)."""
+        cls._process_defaults = overrides
+
+    @classmethod
+    def process_defaults(cls) -> SettingsOverrides:
+        return cls._process_defaults
+
+    def configure(self, overrides: SettingsOverrides | None = None, **settings: Any) -> None:
+        """Change settings given in code (``SettingsOverrides`` fields as keywords);
+        only while the runtime is not running."""
+        overrides = (overrides or SettingsOverrides()).over(SettingsOverrides(**settings))
+        if self.started:
+            raise ConfigurationError(
+                "The channels runtime has already started: configure channels before the "
+                "app starts — NexiosApp(channels_url=..., outbox=..., ...) or "
+                "ChannelBox.configure(...) at import time."
+            )
+        self.overrides = overrides.over(self.overrides)
+
+    @property
+    def settings(self) -> ChannelSettings:
+        """The resolved settings (resolved at start; before that, resolved now)."""
+        if self._settings is not None:
+            return self._settings
+        return ChannelSettings.resolve(self.overrides.over(self._process_defaults))
+
+    @property
+    def layer(self) -> ChannelLayer:
+        if self._layer is None:
+            raise ChannelError("The channels runtime has not started yet.")
+        return self._layer
+
+    @property
+    def history(self) -> HistoryStore:
+        if self._history is None:
+            raise ChannelError("The channels runtime has not started yet.")
+        return self._history
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._layer is not None
+
+    @contextlib.asynccontextmanager
+    async def activated(self) -> Any:
+        """Make this the current runtime (for ``ChannelBox``) inside the block; started."""
+        token = _current.set(self)
+        try:
+            await self.ensure_started()
+            yield self
+        finally:
+            _current.reset(token)
+
+    def activate(self) -> contextvars.Token[ChannelsRuntime | None]:
+        """Make this the current runtime in this context; the app does it per connection."""
+        return _current.set(self)
+
+    @staticmethod
+    def deactivate(token: contextvars.Token[ChannelsRuntime | None]) -> None:
+        _current.reset(token)
+
+    async def ensure_started(self) -> None:
+        """Start on first use if the lifespan did not (e.g. a server without lifespan)."""
+        if self._layer is not None and self._loop is asyncio.get_running_loop():
+            return
+        await self.start()
+
+    async def start(self) -> None:
+        """Resolve settings, connect the layer, start upkeep. Idempotent per event loop.
+
+        Raises ConfigurationError for bad settings and BackendUnavailableError when the
+        broker cannot be reached: the app's startup fails with that message.
+        """
+        loop = asyncio.get_running_loop()
+        self._bind_loop(loop)
+        assert self._start_lock is not None
+        async with self._start_lock:
+            if self._layer is not None:
+                return
+            settings = ChannelSettings.resolve(self.overrides.over(self._process_defaults))
+            layer = settings.build_layer()
+            history = settings.build_history(layer)
+            try:
+                await layer.start(self._on_remote_message)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await history.close()
+                raise
+            self._settings, self._layer, self._history = settings, layer, history
+            self._stopping = self._layer_failed_at_stop = False
+            self._stop_requested = asyncio.Event()
+            self._scheduler = FlushScheduler(loop)
+            self._maintenance = loop.create_task(self._maintain(), name="nexios-channels")
+
+    def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        previous = self._loop
+        if previous is loop:
+            return
+        if previous is not None and previous.is_running() and not previous.is_closed():
+            raise ChannelError(
+                "This app's channels runtime is running on another event loop; an app serves "
+                "one event loop at a time. Stop it there (app shutdown) before using it here."
+            )
+        if previous is not None:
+            logger.debug("Channels runtime: the event loop it ran on is gone; starting afresh")
+        self._forget_everything()
+        self._loop = loop
+        self._start_lock = asyncio.Lock()
+
+    def _forget_everything(self) -> None:
+        self.groups.clear()
+        self.channels.clear()
+        self._presence_info.clear()
+        self._closing.clear()
+        self._settings = self._layer = self._history = None
+        self._maintenance = self._stop_requested = self._scheduler = None
+
+    async def stop(self, close_code: int = 1001) -> None:
+        """Close every local member (``close_code``), leave presence, disconnect.
+
+        Every step is bounded (:data:`_STOP_BOUND` seconds), whatever the broker does.
+        """
+        if self._layer is None or self._loop is not asyncio.get_running_loop():
+            return
+        self._stopping = True
+        await self._stop_maintenance()
+        await _bounded(self._forget_all(close_code), "closing members")
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=_STOP_BOUND)
+        layer, history = self._layer, self._history
+        await _bounded(layer.stop(), "disconnecting the channel layer")
+        if history is not None:
+            await _bounded(history.close(), "closing the history store")
+        self._forget_everything()
+        self._loop = None
+
+    async def _stop_maintenance(self) -> None:
+        task = self._maintenance
+        if task is None:
+            return
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+        _, pending = await asyncio.wait({task}, timeout=_STOP_BOUND)
+        if pending:
+            task.cancel()
+            _, pending = await asyncio.wait({task}, timeout=_STOP_BOUND)
+        if pending:
+            logger.warning("Channel maintenance did not stop within its bound; abandoning it")
+        elif not task.cancelled() and task.exception() is not None:
+            logger.error("Channel maintenance failed", exc_info=task.exception())
+        self._maintenance = None
+
+    async def _forget_all(self, close_code: int) -> None:
+        for channel in list(self.channels.values()):
+            await self.forget(channel, reason="shutdown", close_code=close_code)
+
+    # ------------------------------------------------------------------ membership
+
+    async def join(self, channel: Channel, group: str) -> bool:
+        """Add ``channel`` to ``group``. False when it already was a member.
+
+        Everything that can be refused is checked before any state changes, so a failed
+        join leaves no trace.
+        """
+        check_group_name(group)
+        if self.group_policy is not None and not await self.group_policy(channel, group):
+            raise GroupAccessDenied(
+                f"Channel {channel.uuid} may not join group {group!r} (group policy refused)."
+            )
+        await self.ensure_started()
+        if channel.host is not None and channel.host is not self:
+            raise ConfigurationError(
+                f"Channel {channel.uuid} belongs to another app's channels runtime; a channel "
+                "joins groups of the app whose connection it wraps."
+            )
+        members = self.groups.get(group)
+        if members is not None and channel.uuid in members:
+            return False
+        info = presence_info(channel.uuid, encode_metadata(channel.metadata), time.time())
+        settings = self.settings
+        if channel.sender is None:
+            self._attach_sender(channel, settings)
+        first_local = members is None
+        if members is None:
+            members = self.groups[group] = {}
+        members[channel.uuid] = channel
+        channel.groups.add(group)
+        channel.host = self
+        self.channels[channel.uuid] = channel
+        self._presence_info[(group, channel.uuid)] = info
+        try:
+            if first_local:
+                await self.layer.subscribe(group)
+            await self.layer.presence_add(group, channel.uuid, info, settings.presence_ttl)
+        except BaseException:
+            self._drop_local(channel, group)
+            raise
+        await self._emit("channel.join", group, channel.uuid, channel.metadata, "joined")
+        return True
+
+    def _attach_sender(self, channel: Channel, settings: ChannelSettings) -> None:
+        assert self._scheduler is not None
+        sender = sender_for(
+            channel.websocket,
+            settings.outbox,
+            lambda failed, code, reason: self._on_sender_failure(channel, code, reason),
+            self._scheduler,
+        )
+        channel.sender = sender
+        channel.websocket.sender = sender
+
+    async def leave(self, channel: Channel, group: str, reason: str = "left") -> bool:
+        """Remove ``channel`` from ``group``. False when it was not a member."""
+        if not self._drop_local(channel, group):
+            return False
+        if not self._layer_failed_at_stop:
+            try:
+                if group not in self.groups:
+                    await self.layer.unsubscribe(group)
+                await self.layer.presence_remove(group, channel.uuid)
+            except ChannelError as error:
+                if self._stopping:
+                    self._layer_failed_at_stop = True  # entries expire by TTL instead
+                logger.debug("Leaving %r: the layer failed (%s)", group, error)
+        await self._emit("channel.leave", group, channel.uuid, channel.metadata, reason)
+        return True
+
+    def _drop_local(self, channel: Channel, group: str) -> bool:
+        members = self.groups.get(group)
+        if members is None or members.pop(channel.uuid, None) is None:
+            return False
+        channel.groups.discard(group)
+        self._presence_info.pop((group, channel.uuid), None)
+        if not members:
+            del self.groups[group]
+        if not channel.groups:
+            self.channels.pop(channel.uuid, None)
+        return True
+
+    async def forget(
+        self,
+        channel: Channel,
+        *,
+        reason: str,
+        close_code: int | None = None,
+        close_reason: str = "",
+    ) -> None:
+        """Take ``channel`` out of every group; with ``close_code``, end its connection.
+
+        Without a close code the socket stays open and its sender keeps delivering what
+        was queued before; it may join groups again.
+        """
+        if close_code is not None:
+            sender = channel.sender
+            if sender is not None:
+                sender.end(close_code, close_reason or reason)
+            else:
+                channel.websocket.end(close_code, close_reason or reason)
+        self.channels.pop(channel.uuid, None)
+        for group in list(channel.groups):
+            await self.leave(channel, group, reason)
+
+    async def release(self, channel: Channel, *, reason: str) -> None:
+        """The channel's socket ended: leave every group and stop its sender."""
+        await self.forget(channel, reason=reason)
+        if channel.sender is not None:
+            channel.sender.close()
+
+    def _on_sender_failure(self, channel: Channel, code: int, reason: str) -> None:
+        sender = channel.sender
+        if sender is None or sender.closed:
+            return
+        sender.close()  # nothing more is queued for it, from now on
+        close_code: int | None = None
+        if code == EVICTION_CLOSE_CODE:
+            channel.leave_reason = "evicted"
+            close_code = code
+            self.evictions += 1
+            logger.warning(
+                "Evicting channel %s from %s (%s); closing with %d",
+                channel.uuid,
+                sorted(channel.groups),
+                reason,
+                code,
+            )
+        # Membership never changes inside the fan-out loop that noticed the failure.
+        self._spawn(
+            self.forget(
+                channel, reason=channel.leave_reason, close_code=close_code, close_reason=reason
+            )
+        )
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        assert self._loop is not None
+        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def local_members(self, group: str) -> tuple[Channel, ...]:
+        """This process's members of ``group``."""
+        return tuple(self.groups.get(group, {}).values())
+
+    # ------------------------------------------------------------------ sending
+
+    async def group_send(
+        self,
+        group: str,
+        payload: Any,
+        *,
+        save_history: bool = False,
+        seq_field: str | None = None,
+    ) -> bool:
+        """Encode once, save if asked, publish to other processes, queue for local members.
+
+        Returns True when the group has members here or in another process.
+        """
+        check_group_name(group)
+        await self.ensure_started()
+        kind, data = encode_payload(payload)
+        seq = 0
+        if save_history:
+            entry = await self.history.append(group, kind, data)
+            seq = entry.seq
+            if seq_field is not None:
+                data = _stamped(payload, kind, data, seq_field, seq)
+        elif seq_field is not None:
+            raise ConfigurationError(
+                "seq_field needs save_history=True: the sequence number comes from history."
+            )
+        elsewhere = await self.layer.publish(group, WireMessage(kind, data, seq))
+        return self.deliver_local(group, kind, data) > 0 or elsewhere > 0
+
+    def deliver_local(self, group: str, kind: str, data: bytes) -> int:
+        """Queue the message for this process's members of ``group``; return how many."""
+        members = self.groups.get(group)
+        if not members:
+            return 0
+        frames = FrameSet(kind, data)
+        queued = 0
+        # Safe to iterate live: a member that fails here leaves later (a spawned task).
+        for channel in members.values():
+            sender = channel.sender
+            if sender is not None and sender.put(frames.get(channel.payload_type_value)):
+                queued += 1
+        return queued
+
+    def _on_remote_message(self, group: str, message: WireMessage) -> None:
+        self.deliver_local(group, message.kind, message.data)
+
+    async def send_to(self, channel_id: str, payload: Any) -> bool:
+        """Queue ``payload`` for one local channel. False when it is not here."""
+        channel = self.channels.get(channel_id)
+        if channel is None or channel.sender is None:
+            return False
+        kind, data = encode_payload(payload)
+        return channel.sender.put(FrameSet(kind, data).get(channel.payload_type_value))
+
+    # ------------------------------------------------------------------ history, presence
+
+    async def read_history(
+        self, group: str, *, since: int | None = None, limit: int | None = None
+    ) -> HistoryPage:
+        await self.ensure_started()
+        return await self.history.read(group, since=since, limit=limit)
+
+    async def presence(self, group: str) -> list[PresenceMember]:
+        """Members of ``group`` in every process, oldest join first."""
+        check_group_name(group)
+        await self.ensure_started()
+        records = await self.layer.presence_list(group)
+        members = [member_from_record(record) for record in records]
+        members.sort(key=lambda member: (member.joined, member.channel_id))
+        return members
+
+    def health(self) -> LayerHealth | None:
+        """The channel layer's health, or None before the runtime started."""
+        return self._layer.health() if self._layer is not None else None
+
+    def stats(self) -> RuntimeStats:
+        kinds: dict[str, int] = {}
+        depth = size = dropped = 0
+        for channel in self.channels.values():
+            sender = channel.sender
+            if sender is None:
+                continue
+            kinds[sender.kind] = kinds.get(sender.kind, 0) + 1
+            depth += sender.depth
+            size += sender.queued_bytes
+            dropped += sender.dropped
+        return RuntimeStats(
+            started=self.started,
+            groups=len(self.groups),
+            channels=len(self.channels),
+            memberships=sum(len(members) for members in self.groups.values()),
+            evictions=self.evictions,
+            senders=kinds,
+            queued_messages=depth,
+            queued_bytes=size,
+            dropped=dropped,
+        )
+
+    # ------------------------------------------------------------------ events
+
+    async def _emit(
+        self, name: str, group: str, channel_id: str, metadata: Any, reason: str
+    ) -> None:
+        if self.events is not None:
+            await self.events.emit(
+                name,
+                {"group": group, "channel_id": channel_id, "metadata": metadata, "reason": reason},
+            )
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def _maintain(self) -> None:
+        assert self._loop is not None and self._stop_requested is not None
+        loop, stop = self._loop, self._stop_requested
+        heartbeat = max(0.05, self.settings.presence_ttl / 3)
+        next_expiry = next_heartbeat = loop.time()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DEADLINE_CHECK):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            now = loop.time()
+            try:
+                self._check_senders(now)
+                if now >= next_expiry:
+                    next_expiry = now + _EXPIRY_CHECK
+                    await self._close_expired()
+                if now >= next_heartbeat and not stop.is_set():
+                    next_heartbeat = now + heartbeat
+                    await self._heartbeat()
+            except Exception:
+                logger.exception("Channel maintenance failed; retrying")
+
+    def _check_senders(self, now: float) -> None:
+        for channel in list(self.channels.values()):
+            sender: Sender | None = channel.sender
+            if sender is not None and not sender.closed and sender.overdue(now):
+                self._on_sender_failure(
+                    channel, EVICTION_CLOSE_CODE, "send deadline missed: client too slow"
+                )
+
+    async def _close_expired(self) -> None:
+        for channel in list(self.channels.values()):
+            if channel.is_expired():
+                logger.info("Channel %s expired after %ss idle", channel.uuid, channel.expires)
+                await self.forget(
+                    channel, reason="expired", close_code=1000, close_reason="channel expired"
+                )
+
+    async def _heartbeat(self) -> None:
+        members: Iterable[tuple[str, str]] = list(self._presence_info)
+        try:
+            if members:
+                await self.layer.presence_refresh(members, self.settings.presence_ttl)
+            reaped = await self.layer.presence_reap()
+        except ChannelError as error:
+            logger.warning("Presence heartbeat failed: %s", error)
+            return
+        for record in reaped:
+            member = member_from_record(record)
+            await self._emit(
+                "channel.leave", member.group, member.channel_id, member.metadata, "expired"
+            )
+
+
+def _stamped(payload: Any, kind: str, data: bytes, seq_field: str, seq: int) -> bytes:
+    if kind != "json" or not isinstance(payload, dict):
+        raise ConfigurationError(
+            f"seq_field={seq_field!r} works with dict payloads only, got {type(payload).__name__}."
+        )
+    if seq_field in payload:
+        raise ConfigurationError(
+            f"The payload already has a {seq_field!r} key; choose another seq_field."
+        )
+    return stamp_seq(data, seq_field, seq)
+
+
+async def _bounded(step: Awaitable[Any], what: str) -> None:
+    """Run a shutdown step for at most :data:`_STOP_BOUND` seconds; log, never raise."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=_STOP_BOUND)
+    if not done:
+        task.cancel()
+        logger.warning("Channels shutdown: %s took over %gs; abandoned", what, _STOP_BOUND)
+        return
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("Channels shutdown: %s failed: %s", what, task.exception())

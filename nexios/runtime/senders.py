@@ -1,0 +1,492 @@
+"""One :class:`Sender` per member: its bounded outgoing queue, flush, order and eviction.
+
+Fan-out never awaits a member: the runtime frames a message once per payload type and
+calls :meth:`Sender.put` on each member's sender, which queues it and returns. Two
+implementations, chosen per connection by what the server offers:
+
+- :class:`AsgiSender` (any ASGI server): a queue of ASGI ``websocket.send`` messages
+  drained by one task per member.
+- :class:`FrameSender` (``nexios run``, whose protocol offers the ``nexios.frames``
+  sink): a queue of pre-built WebSocket frames, written straight to the transport once
+  per event-loop iteration (a burst of broadcasts costs one ``write`` per member), as
+  long as the transport's buffer is under :data:`HIGH_WATER`; the rest waits until the
+  peer reads.
+
+Both apply the same :class:`OutboxLimits` and :class:`OverflowPolicy`. When a member's
+queue is full (``max_messages``, or ``max_bytes`` counting what the transport still
+buffers):
+
+- ``EVICT`` (default): the member is closed with **1013 (Try Again Later)** and leaves
+  its groups: it did nothing wrong by protocol, it was too slow; it may reconnect and
+  recover from history.
+- ``DROP_OLDEST``: the oldest queued messages are dropped to make room (counted).
+- ``DROP_NEWEST``: the new message is dropped (counted).
+
+A member that makes no progress for ``send_timeout`` (a send that does not complete, or
+a transport buffer the peer does not drain) is evicted whatever the policy: it is not
+coming back. The runtime checks deadlines four times a second, so the send path reads
+no clock.
+
+Order: a direct ``ws.send_*`` on a member's socket first waits for the broadcasts
+queued before it (:meth:`Sender.drain`), so a member receives messages in the order the
+program sent them.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nexios.connection import WebSocket
+from nexios.exceptions import ConfigurationError
+from nexios.framing import Frame
+
+__all__ = [
+    "EVICTION_CLOSE_CODE",
+    "HIGH_WATER",
+    "AsgiSender",
+    "FlushScheduler",
+    "FrameSender",
+    "FrameSink",
+    "OutboxLimits",
+    "OverflowPolicy",
+    "Sender",
+    "SenderFailure",
+    "sender_for",
+]
+
+EVICTION_CLOSE_CODE = 1013
+"""Close code sent to a member evicted for being too slow."""
+
+HIGH_WATER = 256 * 1024
+"""Bytes a frame sender lets the transport buffer before it keeps frames back."""
+
+CLOSE_BOUND = 2.0
+"""Seconds a close frame gets to reach a peer before the connection is dropped."""
+
+SenderFailure = Callable[["Sender", int, str], None]
+"""``on_failure(sender, code, reason)``: 1013 to evict the member, 1006 when it is gone."""
+
+
+class OverflowPolicy(enum.Enum):
+    """What happens when a member's queue is full. See the module docstring."""
+
+    EVICT = "evict"
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLimits:
+    """Per-member bounds of the outgoing queue, the progress deadline and the policy."""
+
+    max_messages: int = 1024
+    max_bytes: int = 8 * 1024 * 1024
+    send_timeout: float = 5.0
+    policy: OverflowPolicy = OverflowPolicy.EVICT
+
+    def __post_init__(self) -> None:
+        for name in ("max_messages", "max_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"OutboxLimits.{name} must be an int >= 1, got {value!r}.")
+        if not isinstance(self.send_timeout, int | float) or self.send_timeout <= 0:
+            raise ConfigurationError(
+                f"OutboxLimits.send_timeout must be positive seconds, got {self.send_timeout!r}."
+            )
+        if not isinstance(self.policy, OverflowPolicy):
+            raise ConfigurationError(
+                f"OutboxLimits.policy must be an OverflowPolicy, got {self.policy!r}."
+            )
+
+
+class FrameSink(Protocol):
+    """What a server offers at ``scope["extensions"]["nexios.frames"]``."""
+
+    def write(self, frame: bytes) -> bool: ...
+
+    def buffered(self) -> int: ...
+
+    def abort(self) -> None: ...
+
+
+class Sender(abc.ABC):
+    """A member's outgoing path. Created by the runtime, one per member, at its first join."""
+
+    kind: str
+    """``"asgi"`` or ``"frames"``."""
+
+    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+        self.ws = ws
+        self.limits = limits
+        self._on_failure = on_failure
+        self.dropped = 0
+        """Messages dropped by a ``DROP_*`` policy."""
+        self.closed = False
+
+    @abc.abstractmethod
+    def put(self, frame: Frame) -> bool:
+        """Queue ``frame``. False when it was not queued (dropped, evicted or closed)."""
+
+    @property
+    @abc.abstractmethod
+    def pending(self) -> bool:
+        """True while queued messages have not been handed to the server yet."""
+
+    @abc.abstractmethod
+    async def drain(self) -> None:
+        """Wait until what was queued before now has been handed on (or the sender closed)."""
+
+    @abc.abstractmethod
+    def overdue(self, now: float) -> bool:
+        """True when the member has made no progress for ``send_timeout`` (checked by
+        the runtime about four times a second, with the loop's clock)."""
+
+    @property
+    @abc.abstractmethod
+    def depth(self) -> int:
+        """Messages queued now."""
+
+    @property
+    @abc.abstractmethod
+    def queued_bytes(self) -> int:
+        """Bytes queued now, including what the transport still buffers."""
+
+    def close(self) -> None:
+        """Stop sending and forget what is queued. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.ws.sender is self:
+            self.ws.sender = None
+        self._discard()
+
+    @abc.abstractmethod
+    def _discard(self) -> None: ...
+
+    def end(self, code: int, reason: str) -> None:
+        """Close the member's connection with ``code`` (bounded: see WebSocket.end)."""
+        self.close()
+        self.ws.end(code, reason)
+
+    def _overflow(self, size: int) -> bool:
+        """The queue is full: apply the policy. True when there is room now."""
+        policy = self.limits.policy
+        if policy is OverflowPolicy.EVICT:
+            self._fail(EVICTION_CLOSE_CODE, "outbox full: client too slow")
+            return False
+        if policy is OverflowPolicy.DROP_OLDEST and self._drop_oldest_for(size):
+            return True
+        self.dropped += 1
+        return False
+
+    @abc.abstractmethod
+    def _drop_oldest_for(self, size: int) -> bool:
+        """Drop queued messages, oldest first, until ``size`` more bytes fit."""
+
+    def _fail(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self._on_failure(self, code, reason)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} depth={self.depth} bytes={self.queued_bytes}>"
+
+
+class AsgiSender(Sender):
+    """A queue of ASGI messages drained by one task (portable: any ASGI server)."""
+
+    kind = "asgi"
+
+    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+        super().__init__(ws, limits, on_failure)
+        self._queue: deque[Frame] = deque()
+        self._bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self.send_started: float | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._queue) or self.send_started is not None
+
+    def put(self, frame: Frame) -> bool:
+        if self.closed:
+            return False
+        size = frame.size
+        limits = self.limits
+        if (
+            len(self._queue) >= limits.max_messages or self._bytes + size > limits.max_bytes
+        ) and not self._overflow(size):
+            return False
+        self._queue.append(frame)
+        self._bytes += size
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        elif self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return True
+
+    def _drop_oldest_for(self, size: int) -> bool:
+        limits = self.limits
+        if size > limits.max_bytes:
+            return False
+        queue = self._queue
+        while queue and (
+            len(queue) >= limits.max_messages or self._bytes + size > limits.max_bytes
+        ):
+            self._bytes -= queue.popleft().size
+            self.dropped += 1
+        return True
+
+    async def _run(self) -> None:
+        transmit = self.ws.transmit
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            while queue:
+                frame = queue.popleft()
+                self._bytes -= frame.size
+                self.send_started = loop.time()
+                try:
+                    await transmit(frame.asgi())
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    self._fail(1006, f"send failed: {error!r}")
+                    return
+                self.send_started = None
+            self._went_idle()
+            wakeup = loop.create_future()
+            self._wakeup = wakeup
+            await wakeup
+
+    async def drain(self) -> None:
+        if self.closed or not self.pending:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _went_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def overdue(self, now: float) -> bool:
+        started = self.send_started
+        return started is not None and now - started > self.limits.send_timeout
+
+    def _discard(self) -> None:
+        self._queue.clear()
+        self._bytes = 0
+        self._went_idle()
+        task, self._task = self._task, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.cancel()
+
+
+class FlushScheduler:
+    """Writes every frame sender's queue once at the end of the loop iteration."""
+
+    __slots__ = ("_due", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: list[FrameSender] = []
+        self._scheduled = False
+
+    def schedule(self, sender: FrameSender) -> None:
+        self._due.append(sender)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        due, self._due = self._due, []
+        for sender in due:
+            sender.flush()
+
+
+class FrameSender(Sender):
+    """A queue of pre-built frames written straight to the transport (``nexios run``)."""
+
+    kind = "frames"
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        sink: FrameSink,
+        limits: OutboxLimits,
+        on_failure: SenderFailure,
+        scheduler: FlushScheduler,
+    ) -> None:
+        super().__init__(ws, limits, on_failure)
+        self.sink = sink
+        self._scheduler = scheduler
+        self._queue: deque[bytes] = deque()
+        self._bytes = 0
+        self._scheduled = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        # Progress tracking for the deadline: bytes written since the last check, the
+        # transport backlog then, and since when no byte has moved.
+        self._written = 0
+        self._last_backlog = 0
+        self._stalled_since: float | None = None
+        on_writable = getattr(sink, "on_writable", None)
+        self._on_writable: Callable[[Callable[[], None] | None], None] | None = on_writable
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes + self.sink.buffered()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._queue)
+
+    def put(self, frame: Frame) -> bool:
+        if self.closed:
+            return False
+        data = frame.wire()
+        size = len(data)
+        limits = self.limits
+        if (
+            len(self._queue) >= limits.max_messages
+            or self._bytes + self.sink.buffered() + size > limits.max_bytes
+        ) and not self._overflow(size):
+            return False
+        self._queue.append(data)
+        self._bytes += size
+        if not self._scheduled:
+            self._scheduled = True
+            self._scheduler.schedule(self)
+        return True
+
+    def _drop_oldest_for(self, size: int) -> bool:
+        limits = self.limits
+        queue = self._queue
+        backlog = self.sink.buffered()
+        while queue and (
+            len(queue) >= limits.max_messages or self._bytes + backlog + size > limits.max_bytes
+        ):
+            self._bytes -= len(queue.popleft())
+            self.dropped += 1
+        return len(queue) < limits.max_messages and self._bytes + backlog + size <= limits.max_bytes
+
+    def flush(self) -> None:
+        """Write queued frames while the transport takes them (one ``write`` call)."""
+        self._scheduled = False
+        queue = self._queue
+        if self.closed or not queue:
+            return
+        room = HIGH_WATER - self.sink.buffered()
+        if room <= 0:
+            self._wait_writable()
+            return
+        if len(queue) == 1 or self._bytes <= room:
+            data = b"".join(queue) if len(queue) > 1 else queue[0]
+            queue.clear()
+            self._bytes = 0
+        else:
+            parts = []
+            taken = 0
+            while queue and taken < room:
+                part = queue.popleft()
+                parts.append(part)
+                taken += len(part)
+            self._bytes -= taken
+            data = b"".join(parts)
+        self._written += len(data)
+        if not self.sink.write(data):
+            self._fail(1006, "connection closed")
+            return
+        if queue:
+            self._wait_writable()
+        else:
+            self._went_idle()
+
+    def _wait_writable(self) -> None:
+        if self._on_writable is not None:
+            self._on_writable(self.flush)
+
+    async def drain(self) -> None:
+        self.flush()
+        if self.closed or not self._queue:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _went_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def overdue(self, now: float) -> bool:
+        if self._queue:
+            self.flush()  # in case the transport drained without telling us
+        backlog = self.sink.buffered()
+        moved = self._last_backlog + self._written - backlog
+        self._last_backlog = backlog
+        self._written = 0
+        if (not backlog and not self._queue) or moved > 0:
+            self._stalled_since = None
+            return False
+        if self._stalled_since is None:
+            self._stalled_since = now
+            return False
+        return now - self._stalled_since > self.limits.send_timeout
+
+    def _discard(self) -> None:
+        self._queue.clear()
+        self._bytes = 0
+        if self._on_writable is not None:
+            self._on_writable(None)
+        self._went_idle()
+
+    def end(self, code: int, reason: str) -> None:
+        """Close with ``code``; drop the connection if the close frame can't get through."""
+        super().end(code, reason)
+        asyncio.get_running_loop().call_later(CLOSE_BOUND, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        if self.sink.buffered() > 0:
+            self.sink.abort()
+
+
+def sender_for(
+    ws: WebSocket,
+    limits: OutboxLimits,
+    on_failure: SenderFailure,
+    scheduler: FlushScheduler,
+) -> Sender:
+    """The sender for ``ws``: frames when the server offers a sink, ASGI messages otherwise."""
+    sink: Any = ws.scope.get("extensions", {}).get("nexios.frames")
+    if sink is not None:
+        return FrameSender(ws, sink, limits, on_failure, scheduler)
+    return AsgiSender(ws, limits, on_failure)
