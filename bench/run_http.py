@@ -15,7 +15,11 @@ flight each) for ``duration`` seconds after a warm-up:
 
 Servers run on core 0, the client (``bench/http_client.py``) on core 1, every server
 with the same uvicorn options as ``bench.run``. Rounds are interleaved and the app
-order rotates; the report gives medians over rounds and nexios/Starlette ratios.
+order rotates; the report gives medians over rounds and nexios/Starlette ratios, of
+requests per second and of requests per CPU-second of the server. On a shared machine
+the second is the steadier one: other jobs on the server's core lower the first for
+whichever app is measured at the time, but leave the cost of a request alone.
+``--report FILE`` prints the tables of an earlier run.
 """
 
 from __future__ import annotations
@@ -143,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", type=int, default=50)
     parser.add_argument("--only", default=None, help="comma list of scenarios")
     parser.add_argument("--quiet-wait", type=float, default=None, help="s to wait for idle cores")
+    parser.add_argument("--report", type=Path, default=None, help="print an earlier run's tables")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        print(table(summarize(json.loads(args.report.read_text())["samples"])))
+        return 0
     rounds = args.rounds or (1 if args.quick else 5)
     duration, warmup = (0.3, 0.1) if args.quick else (2.0, 0.5)
     quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 3.0)
@@ -203,40 +211,56 @@ def summarize(samples: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
         entry: dict[str, Any] = {}
         for row, runs in rows.items():
             rps = [run["rps"] for run in runs]
+            per_cpu = [run["rps"] / run["server_cpu"] for run in runs if run["server_cpu"] > 0]
             entry[row] = {
                 "rps_median": statistics.median(rps),
                 "rps_min": min(rps),
                 "rps_max": max(rps),
+                "per_cpu_median": statistics.median(per_cpu) if per_cpu else 0.0,
                 "p99_ms_median": statistics.median(run["p99_ms"] for run in runs),
                 "server_cpu_median": statistics.median(run["server_cpu"] for run in runs),
             }
         if "starlette" in entry and "nexios" in entry:
-            entry["nexios_vs_starlette"] = (
-                entry["nexios"]["rps_median"] / entry["starlette"]["rps_median"]
-            )
+            nexios, starlette = entry["nexios"], entry["starlette"]
+            entry["nexios_vs_starlette"] = nexios["rps_median"] / starlette["rps_median"]
+            if starlette["per_cpu_median"]:
+                entry["nexios_vs_starlette_per_cpu"] = (
+                    nexios["per_cpu_median"] / starlette["per_cpu_median"]
+                )
         summary[scenario] = entry
     return summary
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = [
-        "| scenario | raw req/s | Starlette req/s | nexios req/s | nexios / Starlette |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for scenario, entry in summary.items():
+    """Two markdown tables: requests/s, then requests per server CPU-second."""
+    out = []
+    for title, key, ratio_key in (
+        ("requests/s, median (min-max)", "rps", "nexios_vs_starlette"),
+        ("requests per server CPU-second, median", "per_cpu", "nexios_vs_starlette_per_cpu"),
+    ):
+        out += [
+            f"| scenario: {title} | raw | Starlette | nexios | nexios / Starlette |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for scenario, entry in summary.items():
 
-        def cell(row: str, entry: dict[str, Any] = entry) -> str:
-            if row not in entry:
-                return "-"
-            data = entry[row]
-            return f"{data['rps_median']:,.0f} ({data['rps_min']:,.0f}-{data['rps_max']:,.0f})"
+            def cell(row: str, entry: dict[str, Any] = entry, key: str = key) -> str:
+                if row not in entry:
+                    return "-"
+                data = entry[row]
+                if key == "rps":
+                    return (
+                        f"{data['rps_median']:,.0f} ({data['rps_min']:,.0f}-{data['rps_max']:,.0f})"
+                    )
+                return f"{data['per_cpu_median']:,.0f}"
 
-        ratio = entry.get("nexios_vs_starlette")
-        lines.append(
-            f"| {scenario} | {cell('raw')} | {cell('starlette')} | {cell('nexios')} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}'} |"
-        )
-    return "\n".join(lines)
+            ratio = entry.get(ratio_key)
+            shown = "-" if ratio is None else f"{ratio:.2f}"
+            out.append(
+                f"| {scenario} | {cell('raw')} | {cell('starlette')} | {cell('nexios')} | {shown} |"
+            )
+        out.append("")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
