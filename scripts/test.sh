@@ -4,14 +4,16 @@
 #   ./scripts/test.sh                       # python3, in .venv
 #   ./scripts/test.sh --python 3.12         # that version (PATH or pyenv), in .venv-3.12
 #   ./scripts/test.sh --suite-only -k sse   # no ruff/mypy; the rest goes to pytest
+#   ./scripts/test.sh --lint-only           # ruff and mypy, no tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version="" lint=1
+version="" lint=1 suite=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --python) version="$2"; shift 2 ;;
     --suite-only) lint=0; shift ;;
+    --lint-only) suite=0; shift ;;
     *) break ;;
   esac
 done
@@ -32,4 +34,6 @@ if [[ $lint -eq 1 ]]; then
   "$venv/bin/ruff" format --check nexios tests examples bench
   "$venv/bin/mypy"
 fi
-exec "$venv/bin/pytest" -q "$@"
+if [[ $suite -eq 1 ]]; then
+  exec "$venv/bin/pytest" -q "$@"
+fi
