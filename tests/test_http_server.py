@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support.server import Server, serve
+from tests.support.sse import EventReader
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 10.0
@@ -65,18 +66,13 @@ async def _pause() -> None:
 
 
 async def read_events(lines: AsyncIterator[str], count: int) -> list[dict[str, str]]:
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
+    reader, events = EventReader(), []
     async for line in lines:
-        if not line:
-            if current:
-                events.append(current)
-                current = {}
-                if len(events) == count:
-                    return events
-            continue
-        name, _, value = line.partition(": ")
-        current[name or "comment"] = value
+        event = reader.feed(line)
+        if event is not None:
+            events.append(event)
+            if len(events) == count:
+                return events
     raise AssertionError(f"the stream ended after {events}")
 
 

@@ -25,6 +25,7 @@ from nexios.http import (
 )
 from nexios.http.datastructures import Message
 from nexios.testing import AsyncTestClient, TestClient
+from tests.support.sse import EventReader
 
 pytestmark = pytest.mark.anyio
 
@@ -140,21 +141,13 @@ def parse_events(
     lines: Iterator[str], count: int, *, until_end: bool = False
 ) -> list[dict[str, str]]:
     """Read ``count`` events (comments included, as {"comment": ...}), or all of them."""
-    events: list[dict[str, str]] = []
-    current: dict[str, str] = {}
+    reader, events = EventReader(), []
     for line in lines:
-        if line == "":
-            if current:
-                events.append(current)
-                current = {}
-                if len(events) == count:
-                    return events
-            continue
-        field, _, value = line.partition(": ")
-        if field == "":
-            current["comment"] = value
-        else:
-            current[field] = current[field] + "\n" + value if field in current else value
+        event = reader.feed(line)
+        if event is not None:
+            events.append(event)
+            if len(events) == count:
+                return events
     if until_end:
         return events
     raise AssertionError(f"the stream ended after {events}")

@@ -279,6 +279,8 @@ class StreamingResponse(Response):
         task = asyncio.current_task()
         assert task is not None
         left = asyncio.Event()
+        if self.idle_interval is not None:
+            self._send_lock = asyncio.Lock()  # chunks and on_idle() writes take turns
         watcher = asyncio.get_running_loop().create_task(
             self._watch(receive, send, task, left), name="nexios-stream-watch"
         )
@@ -318,8 +320,6 @@ class StreamingResponse(Response):
         """Wait for the client to leave (then stop ``streamer``); call on_idle when due."""
         interval = self.idle_interval
         loop = asyncio.get_running_loop()
-        if interval is not None:
-            self._send_lock = asyncio.Lock()
         try:
             while True:
                 if interval is None:
