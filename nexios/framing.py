@@ -29,6 +29,7 @@ from nexios import encoding
 __all__ = [
     "Frame",
     "FrameSet",
+    "Framer",
     "PayloadKind",
     "build_frame",
     "encode_payload",
@@ -126,17 +127,51 @@ def frame_for(payload_type: str, kind: PayloadKind, data: bytes) -> Frame:
 
 
 class FrameSet:
-    """The frames of one message, built on demand, once per payload type."""
+    """The frames of one message to one group, built on demand, once per frame key.
 
-    __slots__ = ("_frames", "data", "kind")
+    ``seq`` and ``epoch`` number a saved message (``seq == 0``: unsaved). ``notice`` is
+    set on a framework notice to the group's members (e.g. ``"resync"``), whose ``data``
+    is the notice as JSON.
+    """
 
-    def __init__(self, kind: PayloadKind, data: bytes) -> None:
+    __slots__ = ("_frames", "data", "epoch", "group", "kind", "notice", "seq")
+
+    def __init__(
+        self,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        group: str = "",
+        seq: int = 0,
+        epoch: str = "",
+        notice: str | None = None,
+    ) -> None:
         self.kind = kind
         self.data = data
+        self.group = group
+        self.seq = seq
+        self.epoch = epoch
+        self.notice = notice
         self._frames: dict[str, Frame] = {}
 
-    def get(self, payload_type: str) -> Frame:
-        frame = self._frames.get(payload_type)
+    def get(self, key: str, framer: Framer | None = None) -> Frame:
+        """The frame for members of ``key``: a payload type, or a framer's key."""
+        frame = self._frames.get(key)
         if frame is None:
-            frame = self._frames[payload_type] = frame_for(payload_type, self.kind, self.data)
+            built = framer(self) if framer is not None else frame_for(key, self.kind, self.data)
+            frame = self._frames[key] = built
         return frame
+
+
+class Framer:
+    """Frames messages for members that speak a protocol of their own (e.g. the
+    client protocol's ``message`` push, which names the group, seq and epoch).
+
+    Subclass and implement :meth:`__call__`; ``key`` names the framing, so the frame of a
+    message is still built once for every member that uses the same framer.
+    """
+
+    key: str = "custom"
+
+    def __call__(self, frames: FrameSet) -> Frame:
+        raise NotImplementedError

@@ -30,6 +30,7 @@ public API. It is tested with uvicorn ``>=0.54,<0.55``; outside that range
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -92,6 +93,11 @@ class FrameSink:
         """Bytes written but not yet accepted by the kernel: the peer's backlog."""
         return self._transport.get_write_buffer_size()
 
+    def on_writable(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` once, when the transport's buffer drained after it was full
+        (``resume_writing``); None cancels it."""
+        self._protocol.writable_callback = callback
+
     def abort(self) -> None:
         """Drop the connection now, discarding the backlog (for peers that never read).
 
@@ -122,6 +128,18 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
     Use it with ``uvicorn --ws nexios.server:NexiosWebSocketProtocol`` (``nexios run``
     does so by default when the installed uvicorn is in :data:`TESTED_UVICORN`).
     """
+
+    writable_callback: Callable[[], None] | None = None
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        callback, self.writable_callback = self.writable_callback, None
+        if callback is not None:
+            callback()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable_callback = None
+        super().connection_lost(exc)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

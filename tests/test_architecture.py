@@ -19,8 +19,6 @@ ALLOWED_LATE_IMPORTS = {
     ("nexios/layers/__init__.py", "nexios.layers.memory"),
     ("nexios/layers/__init__.py", "nexios.layers.redis"),
     ("nexios/history/__init__.py", "nexios.history.redis"),
-    ("nexios/layers/redis.py", "nexios.history.redis"),
-    ("nexios/layers/memory.py", "nexios.history.memory"),
     # The frame-once protocol subclasses uvicorn internals: if they moved, `nexios run`
     # falls back to uvicorn's own protocol instead of failing to start.
     ("nexios/cli.py", "nexios.server"),

@@ -162,13 +162,13 @@ async def test_group_statuses_and_removing_a_non_member_never_raises() -> None:
 
     async with AsyncTestClient(app) as client, client.websocket_connect("/s") as ws:
         await ws.wait_closed()
-    assert seen["added"] is ChannelAddStatusEnum.CHANNEL_ADDED
-    assert seen["again"] is ChannelAddStatusEnum.CHANNEL_EXIST
+    assert seen["added"] == ChannelAddStatusEnum.CHANNEL_ADDED
+    assert seen["again"] == ChannelAddStatusEnum.CHANNEL_EXIST
     assert seen["no_group"] is ChannelRemoveStatusEnum.GROUP_DOES_NOT_EXIST
     assert seen["non_member"] is ChannelRemoveStatusEnum.CHANNEL_DOES_NOT_EXIST
     assert seen["removed"] is ChannelRemoveStatusEnum.CHANNEL_REMOVED
     assert seen["last"] is ChannelRemoveStatusEnum.GROUP_REMOVED
-    assert seen["send_empty"] is GroupSendStatusEnum.NO_SUCH_GROUP
+    assert seen["send_empty"] == GroupSendStatusEnum.NO_SUCH_GROUP
     assert seen["groups"] == {}
 
 

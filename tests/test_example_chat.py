@@ -169,6 +169,9 @@ AFTER_JOIN_ERRORS = [
     ({"text": "no type"}, "missing_field", 'Every message is a JSON object with a "type".'),
     (["not", "an", "object"], "missing_field", 'Every message is a JSON object with a "type".'),
     ({"type": "resume", "since": -1}, "invalid_since", None),
+    ({"type": "resume", "since": 2**63}, "invalid_since", None),
+    ({"type": "resume", "since": 123456789012345678901234567890}, "invalid_since", None),
+    ({"type": "resume", "since": 1.5}, "invalid_since", None),
     ({"type": "join", "name": "ada", "room": ROOM}, "already_joined", None),
 ]
 
@@ -236,6 +239,14 @@ def test_bad_join_in_the_query_string_is_reported(client: TestClient) -> None:
         assert ws.receive_json()["code"] == "invalid_room"
         ws.send_json({"type": "join", "name": "ada", "room": "ok-room"})
         assert next_of(ws, "joined")["room"] == "ok-room"
+
+
+@pytest.mark.parametrize("since", ["-1", "1.5", "\u00b2", "9223372036854775808", "9" * 30])
+def test_bad_since_in_the_query_string_is_reported(client: TestClient, since: str) -> None:
+    with client.websocket_connect(f"/ws?name=ada&room={ROOM}&since={since}") as ws:
+        assert ws.receive_json()["code"] == "invalid_since"
+        ws.send_json({"type": "join", "name": "ada", "room": ROOM, "since": 0})
+        assert next_of(ws, "joined")["complete"] is True
 
 
 def test_more_than_5_messages_a_second_are_refused(client: TestClient) -> None:
@@ -370,34 +381,49 @@ async def test_over_a_real_server_with_sqlite_history(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed")
-async def test_two_workers_over_redis(redis_server: RedisServer, tmp_path: Path) -> None:  # noqa: F811
+async def test_two_workers_and_a_second_server_over_redis(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     redis_server.flush()
     env = {"NEXIOS_CHANNELS_URL": redis_server.url()}
-    # No NEXIOS_HISTORY_URL: the app's default, chat-history.db in the working directory.
-    with serve("examples.chat.app:app", env=env, args=["--workers", "2"], cwd=tmp_path) as server:
+
+    # uvicorn's workers share one listening socket and the kernel picks the worker of each
+    # connection, so members of a --workers 2 server may all land in one process. The
+    # second server is another process for certain: its members and the first server's
+    # must hear each other through Redis. Both use the app's default history,
+    # chat-history.db in the working directory: one file.
+    def run(*args: str) -> contextlib.AbstractContextManager[Server]:
+        return serve("examples.chat.app:app", env=env, args=args, cwd=tmp_path)
+
+    with run("--workers", "2") as workers, run() as single:
+        homes = [workers, workers, single, single]
         async with contextlib.AsyncExitStack() as stack:
             clients: list[ClientConnection] = []
-            pids: set[str] = set()
-            # Connect until the two workers each hold a member (the kernel picks).
-            for i in range(16):
+            pids: list[str] = []
+            for i, server in enumerate(homes):
                 ws, _ = await stack.enter_async_context(join_real(server, f"user{i}", "multi"))
                 clients.append(ws)
-                log = await asyncio.to_thread(
-                    server.wait_for_log, f"user{i} joined room multi", TIMEOUT
-                )
-                pids |= set(re.findall(r"joined room multi \(pid (\d+)\)", log))
-                if len(pids) == 2 and len(clients) >= 2:
-                    break
-            assert len(pids) == 2, "every connection went to the same worker"
+                line = f"user{i} joined room multi"
+                log = await asyncio.to_thread(server.wait_for_log, line, TIMEOUT)
+                pids.append(re.findall(rf"{line} \(pid (\d+)\)", log)[0])
+            assert pids[2] == pids[3] and pids[2] not in pids[:2], pids
             last = clients[-1]
             await last.send(json.dumps({"type": "ping"}))
             await receive(last, "pong")
-            for ws in clients:
-                await ws.send(json.dumps({"type": "message", "text": "across workers"}))
-            for ws in clients:
-                for _ in clients:
-                    assert (await receive(ws, "message"))["text"] == "across workers"
-            async with join_real(server, "late", "multi") as (_, reply):
-                assert len(reply["members"]) == len(clients) + 1
-                assert len(reply["messages"]) == len(clients)
+            for i, ws in enumerate(clients):
+                await ws.send(json.dumps({"type": "message", "text": f"from user{i}"}))
+                # Sent one after the other, so every client sees the same order.
+                for other in clients:
+                    assert (await receive(other, "message"))["text"] == f"from user{i}"
+            # Presence and history are shared too, whichever process answers.
+            texts = [f"from user{i}" for i in range(len(clients))]
+            names = [f"user{i}" for i in range(len(clients))]
+            async with join_real(workers, "late0", "multi") as (_, reply):
+                assert sorted(m["name"] for m in reply["members"]) == sorted([*names, "late0"])
+                assert [m["text"] for m in reply["messages"]] == texts
+                async with join_real(single, "late1", "multi") as (_, reply):
+                    everyone = sorted([*names, "late0", "late1"])
+                    assert sorted(m["name"] for m in reply["members"]) == everyone
+                    assert [m["text"] for m in reply["messages"]] == texts
     assert (tmp_path / "chat-history.db").exists()

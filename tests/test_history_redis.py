@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from hashlib import blake2b
 from typing import Any
 
 import anyio
@@ -68,18 +69,51 @@ async def test_two_processes_appending_concurrently_get_unique_seqs(
 @pytest.mark.anyio
 async def test_keys_layout(make_redis_store: MakeStore, raw: aioredis.Redis) -> None:
     store = make_redis_store(HistoryLimits(max_entries=10, max_age=60))
-    entry = await store.append("room", "json", b'{"a":1}')
-    assert await raw.get("nexios:hseq:room") == b"1"
-    assert await raw.smembers("nexios:hgroups") == {b"room"}
-    stream: Any = await raw.xrange("nexios:h:room")
+    entry = await store.append("room", "json", b'{"a":1}', idempotency_key="k")
+    # one hash tag per group: its keys share a Redis Cluster slot
+    key_k = b"nexios:{g:room}:i:" + blake2b(b"k", digest_size=16).hexdigest().encode()
+    assert sorted(await raw.keys("*")) == [b"nexios:{g:room}:h", key_k, b"nexios:{g:room}:m"]
+    assert await raw.hgetall("nexios:{g:room}:m") == {b"seq": b"1", b"epoch": entry.epoch.encode()}
+    stream: Any = await raw.xrange("nexios:{g:room}:h")
     ((entry_id, fields),) = stream
     assert fields == {b"seq": b"1", b"kind": b"json", b"data": b'{"a":1}'}
     assert entry.created == int(entry_id.split(b"-")[0]) / 1000
-    # a stream nobody appends to expires with its last entry; the counter stays
-    assert 0 < await raw.pttl("nexios:h:room") <= 60_000
-    assert await raw.pttl("nexios:hseq:room") == -1
+    # stream and numbering expire together, after max_age without appends
+    assert 59_000 < await raw.pttl("nexios:{g:room}:h") <= 60_000
+    assert 59_000 < await raw.pttl("nexios:{g:room}:m") <= 60_000
+    assert 119_000 < await raw.pttl(key_k) <= 120_000
     await store.clear("room")
-    assert await raw.exists("nexios:h:room") == 0 and await raw.get("nexios:hseq:room") == b"1"
+    assert await raw.exists("nexios:{g:room}:h") == 0
+    assert await raw.hget("nexios:{g:room}:m", "seq") == b"1"
+
+
+@pytest.mark.anyio
+async def test_without_an_age_bound_nothing_expires(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(HistoryLimits(max_entries=10, max_age=None))
+    await store.append("room", "json", b"1")
+    assert await raw.pttl("nexios:{g:room}:h") == -1
+    assert await raw.pttl("nexios:{g:room}:m") == -1
+
+
+@pytest.mark.anyio
+async def test_a_group_name_with_braces_keeps_one_slot(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    for group in ("a}b", "{x}", "}", "a:{g:b}:h"):
+        entry = await store.append(group, "text", group.encode())
+        assert [e.data for e in await store.read(group)] == [group.encode()]
+        assert entry.seq == 1
+    assert await store.groups() == sorted(["a}b", "{x}", "}", "a:{g:b}:h"])
+    for key in await raw.keys("*"):
+        # the tag is what lies between the first "{" and the next "}": per group, one
+        assert key.startswith(b"nexios:{g:")
+    # no name makes one group's key another's: "a" + key "x}:h" vs the group "a}:i:x"
+    await store.append("a", "text", b"1", idempotency_key="x}:h")
+    other = await store.append("a}:i:x", "text", b"2")
+    assert other.seq == 1 and [e.data for e in await store.read("a}:i:x")] == [b"2"]
 
 
 @pytest.mark.anyio
@@ -114,10 +148,12 @@ async def test_reads_match_page_for(make_redis_store: MakeStore) -> None:
 
 
 @pytest.mark.anyio
-async def test_age_bound_applies_on_read_without_appends(make_redis_store: MakeStore) -> None:
+async def test_age_bound_applies_on_read_without_appends(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
     store = make_redis_store(HistoryLimits(max_entries=100, max_age=0.3))
     await store.append("g", "text", b"a")
-    await store.append("g", "text", b"b")
+    last = await store.append("g", "text", b"b")
 
     async def gone() -> bool:
         return len(await store.read("g")) == 0
@@ -125,8 +161,13 @@ async def test_age_bound_applies_on_read_without_appends(make_redis_store: MakeS
     with anyio.fail_after(5):
         while not await gone():
             await anyio.sleep(0.02)
-    page = await store.read("g", since=1)
-    assert page == [] and page.last_seq == 2 and page.first_seq is None and not page.complete
+    page = await store.read("g", since=1, epoch=last.epoch)
+    assert page == [] and page.first_seq is None and not page.complete
+    # Redis expired the numbering with the entries
+    with anyio.fail_after(5):
+        while await raw.exists("nexios:{g:g}:m", "nexios:{g:g}:h"):
+            await anyio.sleep(0.02)
+    assert (await store.read("g")).last_seq == 0
 
 
 @pytest.mark.anyio
@@ -142,7 +183,7 @@ async def test_redis_errors_become_history_store_errors(
     make_redis_store: MakeStore, raw: aioredis.Redis
 ) -> None:
     store = make_redis_store(None)
-    await raw.set("nexios:h:room", "not a stream")
+    await raw.set("nexios:{g:room}:m", "not a hash")
     with pytest.raises(HistoryStoreError, match="append"):
         await store.append("room", "text", b"x")
     with pytest.raises(HistoryStoreError, match="read"):
@@ -175,9 +216,95 @@ async def test_survives_a_redis_restart_and_a_freeze(own_redis: RedisServer) -> 
     own_redis.restart()  # no persistence: the history (and its counter) is gone
     second = await store.append("room", "text", b"after")  # scripts are loaded again
     assert isinstance(first, HistoryEntry) and second.seq == 1
+    assert second.epoch != first.epoch
+    assert not (await store.read("room", since=1, epoch=first.epoch)).complete
     own_redis.freeze()
     with anyio.fail_after(2.5), pytest.raises(BackendUnavailableError, match="timed out"):
         await store.read("room")
     own_redis.thaw()
     assert [e.data for e in await store.read("room")] == [b"after"]
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_lost_data_means_a_new_epoch(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    before = [await store.append("room", "text", b"%d" % i) for i in range(3)]
+    await raw.flushall()
+    page = await store.read("room", since=3, epoch=before[0].epoch)
+    assert page == [] and not page.complete
+    assert (page.epoch, page.last_seq) == ("", 0)
+    after = await store.append("room", "text", b"after")
+    assert after.seq == 1 and after.epoch not in ("", before[0].epoch)
+    # numbers of the lost numbering never pass for new ones
+    stale = await store.read("room", since=1, epoch=before[0].epoch)
+    assert stale == [] and not stale.complete and stale.last_seq == 1
+
+
+@pytest.mark.anyio
+async def test_a_stream_without_its_numbering_is_discarded(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    for i in range(3):
+        await store.append("room", "text", b"%d" % i)
+    await raw.delete("nexios:{g:room}:m")  # as maxmemory eviction might
+    orphaned = await store.read("room")
+    assert orphaned == [] and orphaned.epoch == "" and orphaned.last_seq == 0
+    entry = await store.append("room", "text", b"new")
+    assert entry.seq == 1
+    assert [e.data for e in await store.read("room")] == [b"new"]
+
+
+@pytest.mark.anyio
+async def test_idempotency_is_atomic_across_stores(make_redis_store: MakeStore) -> None:
+    stores = [make_redis_store(None) for _ in range(3)]
+    entries = await asyncio.gather(
+        *(
+            store.append("room", "text", f"{n}".encode(), idempotency_key=f"k{i}")
+            for i in range(40)
+            for n, store in enumerate(stores)
+        )
+    )
+    assert sum(not e.duplicate for e in entries) == 40
+    by_key: dict[int, set[tuple[int, str]]] = {}
+    for i, entry in enumerate(entries):
+        by_key.setdefault(i // 3, set()).add((entry.seq, entry.epoch))
+    assert all(len(numbers) == 1 for numbers in by_key.values())
+    assert [e.seq for e in await stores[0].read("room")] == list(range(1, 41))
+
+
+@pytest.mark.anyio
+async def test_cancel_and_close_are_prompt_while_redis_is_frozen(own_redis: RedisServer) -> None:
+    store = RedisHistoryStore(own_redis.url(), timeout=1.0)
+    await store.append("room", "text", b"x")
+    own_redis.freeze()
+    try:
+        pending = asyncio.create_task(store.read("room"))
+        await asyncio.sleep(0)  # let the read reach the queue
+        with anyio.fail_after(0.5):
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+        with anyio.fail_after(1.5):
+            await store.close()
+    finally:
+        own_redis.thaw()
+    assert [e.data for e in await store.read("room")] == [b"x"]
+    await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_stream_key_of_another_type_fails_the_append_before_any_change(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    await store.append("room", "text", b"1")
+    await raw.delete("nexios:{g:room}:h")
+    await raw.set("nexios:{g:room}:h", "not a stream")
+    with pytest.raises(HistoryStoreError, match="WRONGTYPE"):
+        await store.append("room", "text", b"2", idempotency_key="k")
+    assert await raw.hget("nexios:{g:room}:m", "seq") == b"1"  # no number used up
+    assert await raw.keys("nexios:{g:room}:i:*") == []

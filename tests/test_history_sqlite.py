@@ -11,6 +11,7 @@ import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from nexios.exceptions import HistoryStoreError
@@ -147,3 +148,87 @@ async def test_closed_store_raises(tmp_path: Path) -> None:
         await store.append("g", "text", b"late")
     with pytest.raises(HistoryStoreError, match="closed"):
         await store.read("g")
+
+
+@pytest.mark.anyio
+async def test_the_epoch_lives_in_the_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "history.db")
+    store = SqliteHistoryStore(path)
+    first = await store.append("room", "text", b"a")
+    await store.close()
+    reopened = SqliteHistoryStore(path)
+    try:
+        again = await reopened.append("room", "text", b"b")
+        assert (again.seq, again.epoch) == (2, first.epoch)
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_deleted_or_replaced_file_means_new_epochs(tmp_path: Path, how: str) -> None:
+    path = tmp_path / "history.db"
+    store = SqliteHistoryStore(str(path))
+    try:
+        first = await store.append("room", "text", b"a")
+        await store.append("room", "text", b"b")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if how == "replaced":
+            other = SqliteHistoryStore(str(path))
+            await other.append("elsewhere", "text", b"x")
+            await other.close()
+        page = await store.read("room", since=2, epoch=first.epoch)
+        assert page == [] and not page.complete and page.last_seq == 0
+        new = await store.append("room", "text", b"c")
+        assert new.seq == 1 and new.epoch != first.epoch
+        assert path.exists()
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_file_from_before_epochs_gets_them(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE entries (grp TEXT NOT NULL, seq INTEGER NOT NULL, created REAL NOT "
+            "NULL, kind TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (grp, seq))"
+        )
+        conn.execute("CREATE TABLE counters (grp TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)")
+        conn.execute("INSERT INTO counters VALUES ('a', 7), ('b', 2)")
+        conn.execute("INSERT INTO entries VALUES ('a', 7, strftime('%s','now'), 'text', 'x')")
+    store = SqliteHistoryStore(str(path))
+    try:
+        a = await store.read("a")
+        assert [e.seq for e in a] == [7] and a.last_seq == 7
+        assert re.fullmatch(r"[0-9a-f]{16}", a.epoch)
+        assert (await store.read("b", limit=0)).epoch not in ("", a.epoch)
+        assert (await store.append("a", "text", b"y")).seq == 8
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_idle_groups_are_freed_with_their_counters(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    store = SqliteHistoryStore(str(path), HistoryLimits(max_age=0.2, idempotency_window=0.2))
+    try:
+        for i in range(50):
+            await store.append(f"short-lived-{i}", "text", b"x", idempotency_key="k")
+
+        def groups_in(table: str) -> int:
+            with sqlite3.connect(path) as conn:
+                (count,) = conn.execute(f"SELECT COUNT(DISTINCT grp) FROM {table}").fetchone()
+                return int(count)
+
+        def state() -> list[int]:
+            return [groups_in(table) for table in ("entries", "counters", "idempotency")]
+
+        assert state() == [50, 50, 50]
+        with anyio.fail_after(5):
+            while state() != [1, 1, 0]:  # "busy" only
+                await anyio.sleep(0.05)
+                await store.append("busy", "text", b"y")
+    finally:
+        await store.close()

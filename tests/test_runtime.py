@@ -199,7 +199,7 @@ async def test_chanelbox_outside_an_app_says_how_to_use_it() -> None:
         await ChannelBox.group_send("room", {"x": 1})
     app = member_app()
     async with app.channels.activated():
-        assert await ChannelBox.group_send("room", {"x": 1}) is GroupSendStatusEnum.NO_SUCH_GROUP
+        assert await ChannelBox.group_send("room", {"x": 1}) == GroupSendStatusEnum.NO_SUCH_GROUP
         await app.channels.stop()
 
 
@@ -266,7 +266,7 @@ async def test_a_refused_join_leaves_no_trace() -> None:
             errors.append(str(refused.value))
             if group == "room":
                 del channel.metadata["later"]
-        assert await ChannelBox.add_channel_to_group(channel, "room") is (
+        assert await ChannelBox.add_channel_to_group(channel, "room") == (
             ChannelAddStatusEnum.CHANNEL_ADDED
         )
         await ws.send_text("done")

@@ -81,6 +81,7 @@ ROOM_PATTERN = re.compile(r"[a-z0-9-]{1,32}")
 TEXT_MAX = 1000
 MESSAGES_PER_SECOND = 5
 TYPING_PER_SECOND = 5
+MAX_SEQ = 2**63 - 1
 
 HISTORY_URL = os.environ.get("NEXIOS_HISTORY_URL") or "sqlite:///" + os.environ.get(
     "CHAT_HISTORY_FILE", "chat-history.db"
@@ -151,9 +152,11 @@ def check_text(value: Any) -> str:
 def check_since(value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    # A seq is a signed 64-bit counter in every history store: a wider since (JSON
+    # integers arrive exact, at any width) is no seq the room ever gave out.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ:
         return value
     raise ChatError(
         "invalid_since", "since must be the last seq you saw (an integer, 0 or more).", "since"

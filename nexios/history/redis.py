@@ -1,168 +1,74 @@
 """History in Redis Streams: every process of an app shares one numbered log per group.
 
-Keys, per group: the stream ``{prefix}:h:{group}`` (entries with fields ``seq``,
-``kind``, ``data`` and a time-based id whose milliseconds are the entry's ``created``),
-and the counter ``{prefix}:hseq:{group}`` that numbers them — never deleted, so numbers
-are not reused after :meth:`RedisHistoryStore.clear`. The set ``{prefix}:hgroups``
-names the groups that have a stream.
+Keys, per group (see :class:`nexios._redis.KeySpace`; the hash tag ``{g:<group>}``
+keeps them in one cluster slot): the stream ``{prefix}:{g:<group>}:h`` (entries with
+fields ``seq``, ``kind``, ``data`` and a time-based id whose milliseconds are the entry's
+``created``), the numbering hash ``...:m`` (``seq``: the counter, ``epoch``) and, for
+appends with an idempotency key, ``...:i:<key>`` (the original entry, kept for
+``idempotency_window``).
 
-Appending is one Lua script (``INCR`` + ``XADD`` + trims), so concurrent appends from
-many processes get unique, increasing numbers in stream order. Bounds are exact, so
-behaviour is deterministic: ``MAXLEN = max_entries`` and ``XTRIM MINID`` for the age,
-whose clock is the Redis server's (``TIME``), the same clock that stamps stream ids.
-Reads apply the age bound too (as the lower end of the range), and a stream that sees no
-append for ``max_age`` expires as a whole. Reads are Lua scripts as well, so the
-entries, ``first_seq`` and ``last_seq`` of a page come from one consistent snapshot.
+Appending is one Lua script (``append_entry.lua``: idempotency check, counter, epoch,
+``XADD``, trims), so concurrent appends from many processes get unique, increasing
+numbers in stream order. Bounds are exact, so behaviour is deterministic:
+``MAXLEN = max_entries`` and ``XTRIM MINID`` for the age, whose clock is the Redis
+server's (``TIME``), the same clock that stamps stream ids. Each append sets the stream
+and the numbering to expire after ``max_age``: a group without appends for that long is
+gone as a whole, and its next append starts a new numbering under a new epoch. With
+``max_age=None`` nothing expires: each group that ever saved a message keeps its small
+numbering hash and its (count-bounded) stream for good. Reads are Lua scripts as well,
+so the entries, ``first_seq``, ``last_seq`` and ``epoch`` of a page come from one
+snapshot. When Redis loses the data (restart without persistence, ``FLUSHALL``), the
+next append creates a new epoch.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisError
+import orjson
 
-from nexios.exceptions import BackendUnavailableError, HistoryStoreError
+from nexios._redis import (
+    DEFAULT_TIMEOUT,
+    CommandQueue,
+    KeySpace,
+    client_from_url,
+    driver_errors,
+    load_script,
+    redact_url,
+    redis_address,
+    server_identity,
+    text_of,
+)
+from nexios.exceptions import HistoryStoreError
 from nexios.history.base import (
-    KINDS,
     HistoryEntry,
     HistoryLimits,
     HistoryPage,
     HistoryStore,
     PayloadKind,
+    check_append_args,
+    check_group_name,
     check_read_args,
     is_complete,
-)
-from nexios.layers.redis import (
-    DEFAULT_TIMEOUT,
-    LINK_ERRORS,
-    client_from_url,
-    describe_error,
-    redact_url,
-    redis_address,
-    run_bounded,
+    new_epoch,
+    stamped,
 )
 
-__all__ = ["RedisHistoryStore"]
+__all__ = [
+    "RedisHistoryStore",
+    "append_args",
+    "append_keys",
+    "created_of",
+    "entry_from_append",
+]
 
 _READ_PAGE = 200
-_GROUPS_CHUNK = 500
-
-# KEYS: counter, stream, group registry. ARGV: group, kind, data, max entries, max age ms
-# (0 = no age bound). Returns {seq, id}.
-_APPEND = """
-redis.replicate_commands()
-local seq = redis.call('INCR', KEYS[1])
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[4], '*',
-                      'seq', seq, 'kind', ARGV[2], 'data', ARGV[3])
-local max_age = tonumber(ARGV[5])
-if max_age > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- never trim the entry just added, whatever the clock did
-  local id_ms = tonumber(string.match(id, '^(%d+)'))
-  redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', math.min(now - max_age, id_ms)))
-  redis.call('PEXPIRE', KEYS[2], max_age)
-end
-redis.call('SADD', KEYS[3], ARGV[1])
-return {seq, id}
-"""
-
-# Lowest id still within the age bound ('-' without one); defines `lower`.
-_LOWER_BOUND = """
-local lower = '-'
-local max_age = tonumber(ARGV[1])
-if max_age > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  lower = string.format('%d', now - max_age)
-end
-"""
-
-# KEYS: counter, stream. ARGV: max age ms, since (-1 = none), limit (-1 = none), page size.
-# Returns {last_seq, first_seq (-1 = none), {id, seq, kind, data, ...} oldest first}.
-_READ = (
-    _LOWER_BOUND
-    + """
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local since, limit, page = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local first = -1
-local oldest = redis.call('XRANGE', KEYS[2], lower, '+', 'COUNT', 1)
-if #oldest > 0 then first = tonumber(oldest[1][2][2]) end
-
--- newest first: entries to return, in reverse
-local picked = {}
-if since < 0 then
-  if limit ~= 0 then
-    if limit > 0 then
-      picked = redis.call('XREVRANGE', KEYS[2], '+', lower, 'COUNT', limit)
-    else
-      picked = redis.call('XREVRANGE', KEYS[2], '+', lower)
-    end
-  end
-else
-  -- walk back page by page to the newest entry at or before `since`
-  local upper = '+'
-  while true do
-    local batch = redis.call('XREVRANGE', KEYS[2], upper, lower, 'COUNT', page)
-    local reached = false
-    for _, entry in ipairs(batch) do
-      if tonumber(entry[2][2]) <= since then
-        reached = true
-        break
-      end
-      picked[#picked + 1] = entry
-    end
-    if reached or #batch < page then break end
-    upper = '(' .. batch[#batch][1]
-  end
-  -- keep the oldest `limit` of them
-  if limit >= 0 and #picked > limit then
-    local kept = {}
-    for i = #picked - limit + 1, #picked do kept[#kept + 1] = picked[i] end
-    picked = kept
-  end
-end
-
-local out = {}
-for i = #picked, 1, -1 do
-  local entry = picked[i]
-  out[#out + 1] = entry[1]
-  out[#out + 1] = entry[2][2]
-  out[#out + 1] = entry[2][4]
-  out[#out + 1] = entry[2][6]
-end
-return {last, first, out}
-"""
-)
-
-# KEYS: stream per group, then the registry. ARGV: max age ms, then the groups.
-# Returns the groups that still have entries within the age bound; forgets the others.
-_GROUPS = (
-    _LOWER_BOUND
-    + """
-local registry = KEYS[#KEYS]
-local out = {}
-for i = 1, #KEYS - 1 do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('SREM', registry, ARGV[i + 1])
-  elseif #redis.call('XRANGE', KEYS[i], lower, '+', 'COUNT', 1) > 0 then
-    out[#out + 1] = ARGV[i + 1]
-  end
-end
-return out
-"""
-)
-
-# KEYS: stream per group, then the registry. ARGV: the groups.
-_CLEAR = """
-local registry = KEYS[#KEYS]
-for i = 1, #KEYS - 1 do
-  redis.call('DEL', KEYS[i])
-  redis.call('SREM', registry, ARGV[i])
-end
-return #KEYS - 1
-"""
+_SCAN_COUNT = 1000
+_APPEND = load_script("history_append")
+_READ = load_script("history_read")
+SCRIPTS = (_APPEND, _READ)
 
 
 class RedisHistoryStore(HistoryStore):
@@ -179,74 +85,80 @@ class RedisHistoryStore(HistoryStore):
         self.url = url
         self.limits = limits or HistoryLimits()
         self.key_prefix = key_prefix
-        self._timeout = timeout
-        self._client = client_from_url(url, timeout=timeout)
-        self._address = redis_address(self._client)
-        self._registry_key = f"{key_prefix}:hgroups"
-        self._append_script = self._client.register_script(_APPEND)
-        self._read_script = self._client.register_script(_READ)
-        self._groups_script = self._client.register_script(_GROUPS)
-        self._clear_script = self._client.register_script(_CLEAR)
+        client = client_from_url(url, timeout=timeout, scripts=SCRIPTS)
+        self._address = redis_address(client)
+        self._queue = CommandQueue(client, timeout=timeout, scripts=SCRIPTS)
+        self.keyspace = KeySpace(server_identity(client), key_prefix)
+        """Where this store's keys live; a Redis layer with the same key space appends and
+        publishes in one script (``RedisLayer.publish_saved``)."""
 
     def __repr__(self) -> str:
         return f"RedisHistoryStore({redact_url(self.url)!r}, limits={self.limits!r})"
 
-    def _stream_key(self, group: str) -> str:
-        return f"{self.key_prefix}:h:{group}"
-
-    def _counter_key(self, group: str) -> str:
-        return f"{self.key_prefix}:hseq:{group}"
-
-    def _max_age_ms(self) -> int:
-        if self.limits.max_age is None:
-            return 0
-        return max(1, round(self.limits.max_age * 1000))
-
-    async def _run(self, action: str, script: Any, keys: Sequence[str], args: Any) -> Any:
-        try:
-            return await run_bounded(script, keys, args, within=self._timeout)
-        except LINK_ERRORS as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self._address} is unreachable ({describe_error(exc)}): could not "
-                f"{action}. Check that redis-server is running and that the history URL "
-                "points to it."
-            ) from exc
-        except RedisError as exc:
-            raise HistoryStoreError(
-                f"Redis history store at {self._address} failed to {action}: {exc}"
-            ) from exc
-
-    async def append(self, group: str, kind: PayloadKind, data: bytes) -> HistoryEntry:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
-        if not isinstance(data, bytes):
-            raise TypeError(f"history data must be bytes, got {type(data).__name__}")
-        seq, entry_id = await self._run(
-            f"append to the history of {group!r}",
-            self._append_script,
-            [self._counter_key(group), self._stream_key(group), self._registry_key],
-            [group, kind, data, self.limits.max_entries, self._max_age_ms()],
+    def _errors(self, action: str) -> Any:
+        return driver_errors(
+            self._address,
+            action,
+            failure=HistoryStoreError,
+            hint="Check that redis-server is running and that the history URL points to it.",
         )
-        return HistoryEntry(group, int(seq), _created(entry_id), kind, data)
+
+    async def append(
+        self,
+        group: str,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        idempotency_key: str | None = None,
+        seq_field: str | None = None,
+    ) -> HistoryEntry:
+        check_group_name(group)
+        check_append_args(kind, data, idempotency_key, seq_field)
+        with self._errors(f"append to the history of {group!r}"):
+            reply = await self._queue.script(
+                _APPEND,
+                append_keys(self.keyspace, group, idempotency_key),
+                append_args(self.limits, kind, data, new_epoch(), idempotency_key, seq_field),
+            )
+        return entry_from_append(group, kind, data, reply, seq_field)
 
     async def read(
-        self, group: str, *, since: int | None = None, limit: int | None = None
+        self,
+        group: str,
+        *,
+        since: int | None = None,
+        limit: int | None = None,
+        epoch: str | None = None,
     ) -> HistoryPage:
-        check_read_args(since, limit)
-        last, first, flat = await self._run(
-            f"read the history of {group!r}",
-            self._read_script,
-            [self._counter_key(group), self._stream_key(group)],
-            [
-                self._max_age_ms(),
-                -1 if since is None else since,
-                -1 if limit is None else limit,
-                _READ_PAGE,
-            ],
-        )
+        check_group_name(group)
+        check_read_args(since, limit, epoch)
+        # The script leaves the entries out when the caller's epoch is not the group's
+        # (the rule of epoch_matches, which it cannot import).
+        checked = epoch is not None and not (epoch == "" and since == 0)
+        max_age = 0 if self.limits.max_age is None else max(1, round(self.limits.max_age * 1000))
+        with self._errors(f"read the history of {group!r}"):
+            last, first, current, flat = await self._queue.script(
+                _READ,
+                [self.keyspace.meta(group), self.keyspace.stream(group)],
+                [
+                    max_age,
+                    -1 if since is None else since,
+                    -1 if limit is None else limit,
+                    _READ_PAGE,
+                    epoch or "",
+                    "1" if checked else "0",
+                ],
+                ordered=False,
+            )
+        current = text_of(current)
         entries = [
             HistoryEntry(
-                group, int(flat[i + 1]), _created(flat[i]), _text(flat[i + 2]), flat[i + 3]
+                group,
+                int(flat[i + 1]),
+                created_of(flat[i]),
+                text_of(flat[i + 2]),
+                flat[i + 3],
+                epoch=current,
             )
             for i in range(0, len(flat), 4)
         ]
@@ -254,58 +166,89 @@ class RedisHistoryStore(HistoryStore):
         first_seq = None if int(first) < 0 else int(first)
         return HistoryPage(
             entries,
-            complete=is_complete(since, first_seq, last_seq),
+            complete=is_complete(since, first_seq, last_seq, epoch=current, client_epoch=epoch),
             first_seq=first_seq,
             last_seq=last_seq,
+            epoch=current,
         )
 
-    async def _registered_groups(self) -> list[str]:
-        try:
-            return sorted(
-                {_text(name) async for name in self._client.sscan_iter(self._registry_key)}
-            )
-        except LINK_ERRORS as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self._address} is unreachable ({describe_error(exc)}): could not "
-                "list the history groups."
-            ) from exc
-        except RedisError as exc:
-            raise HistoryStoreError(
-                f"Redis history store at {self._address} failed to list groups: {exc}"
-            ) from exc
+    async def _streams(self) -> list[bytes]:
+        """Every group's stream key (``SCAN``: cost grows with the keyspace, admin use)."""
+        keys: list[bytes] = []
+        cursor: Any = 0
+        with self._errors("list the history groups"):
+            while True:
+                cursor, found = await self._queue.call(
+                    "SCAN",
+                    cursor,
+                    "MATCH",
+                    self.keyspace.stream_pattern(),
+                    "COUNT",
+                    _SCAN_COUNT,
+                    "TYPE",
+                    "stream",
+                    ordered=False,
+                )
+                keys.extend(found)
+                if int(cursor) == 0:
+                    return keys
 
     async def groups(self) -> list[str]:
-        found: list[str] = []
-        names = await self._registered_groups()
-        for start in range(0, len(names), _GROUPS_CHUNK):
-            chunk = names[start : start + _GROUPS_CHUNK]
-            kept = await self._run(
-                "list the history groups",
-                self._groups_script,
-                [*(self._stream_key(name) for name in chunk), self._registry_key],
-                [self._max_age_ms(), *chunk],
-            )
-            found.extend(_text(name) for name in kept)
-        return sorted(found)
+        # A stream expires with its last entry (PEXPIRE max_age on every append) and is
+        # deleted by clear(): the streams that exist are the groups with entries.
+        return sorted({self.keyspace.group_of_stream(key) for key in await self._streams()})
 
     async def clear(self, group: str | None = None) -> None:
-        names = [group] if group is not None else await self._registered_groups()
-        for start in range(0, len(names), _GROUPS_CHUNK):
-            chunk = names[start : start + _GROUPS_CHUNK]
-            await self._run(
-                "clear the history",
-                self._clear_script,
-                [*(self._stream_key(name) for name in chunk), self._registry_key],
-                chunk,
-            )
+        if group is not None:
+            check_group_name(group)
+        keys = [self.keyspace.stream(group)] if group is not None else await self._streams()
+        with self._errors("clear the history"):
+            # one key per DEL: a multi-key DEL would cross cluster slots
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                await asyncio.gather(*(self._queue.call("DEL", key) for key in chunk))
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Close the connections; a later call connects again."""
+        await self._queue.close()
 
 
-def _created(entry_id: bytes | str) -> float:
-    return int(_text(entry_id).partition("-")[0]) / 1000
+def append_args(
+    limits: HistoryLimits,
+    kind: str,
+    data: bytes,
+    epoch: str,
+    idempotency_key: str | None,
+    seq_field: str | None = None,
+) -> list[Any]:
+    """ARGV[1..7] of ``append_entry.lua``."""
+    max_age = 0 if limits.max_age is None else max(1, round(limits.max_age * 1000))
+    window = 0 if idempotency_key is None else max(1, round(limits.idempotency_window * 1000))
+    field = b"" if seq_field is None else orjson.dumps(seq_field)
+    return [kind, data, limits.max_entries, max_age, epoch, window, field]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def append_keys(keys: KeySpace, group: str, idempotency_key: str | None) -> list[str]:
+    """KEYS of ``append_entry.lua``."""
+    return [keys.meta(group), keys.stream(group), keys.saved_key(group, idempotency_key)]
+
+
+def entry_from_append(
+    group: str, kind: str, data: bytes, reply: Sequence[Any], seq_field: str | None = None
+) -> HistoryEntry:
+    """The entry an ``append_entry.lua`` reply describes (the original one if a duplicate)."""
+    duplicate, seq, epoch, entry_id = reply[:4]
+    return HistoryEntry(
+        group,
+        int(seq),
+        created_of(entry_id),
+        kind,
+        stamped(data, seq_field, int(seq)),
+        epoch=text_of(epoch),
+        duplicate=bool(int(duplicate)),
+    )
+
+
+def created_of(entry_id: bytes | str) -> float:
+    """A stream entry's creation time: the milliseconds part of its id."""
+    return int(text_of(entry_id).partition("-")[0]) / 1000

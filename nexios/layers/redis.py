@@ -1,220 +1,141 @@
 """The Redis channel layer (``redis://``): groups, broadcasts and presence across processes.
 
-Publishing is one ``PUBLISH`` per message on a command client. Receiving uses ONE
-pub/sub connection per layer, read by one task; a group is the channel
-``{prefix}:g:{group}``. Delivery is at most once: what other processes publish while
-the link is down is lost (history is how clients catch up).
+Commands (publishes, presence, the scripts) go through a
+:class:`~nexios._redis.CommandQueue`: concurrent calls are coalesced into pipelines on a
+few connections, and writes run in the order they were made. A join storm is therefore
+a few pipelines, not thousands of connections fighting over a pool, and waiting in the
+queue is never reported as an outage.
 
-Broker faults: every operation is bounded by ``timeout`` (2 s) and raises
+Receiving uses ONE pub/sub connection per layer, read by one task that calls the
+receiver synchronously, in the order Redis delivers (a group's messages arrive in
+publish order). A group is the channel ``{prefix}:{g:<group>}``. Concurrent
+``subscribe`` calls are coalesced into multi-channel ``SUBSCRIBE`` commands, and calls
+for a group already being subscribed wait for that one confirmation. Delivery is at
+most once: what other processes publish while the link is down is lost; ``on_link``
+tells the runtime when the link went down and when it is back with every group
+subscribed again, so that it can fill the gap from history.
+
+Saved messages: when the history store is this layer's Redis store (same server, same
+key prefix), :meth:`RedisLayer.publish_saved` numbers, stores and publishes in one Lua
+script, so publish order is seq order in every process.
+
+Broker faults: every command batch is bounded by ``timeout`` (2 s) and raises
 :class:`~nexios.exceptions.BackendUnavailableError` instead of hanging. The reader
 PINGs the pub/sub connection after ``ping_interval`` (1 s) of silence, so a frozen
 server is noticed as surely as a dead one; it then reconnects with exponential backoff
 (0.05 s doubling to 2 s, with jitter) and re-subscribes every group this process has.
 
-Presence lives in a sorted set ``{prefix}:p:{group}`` (member = channel id, score =
-expiry in Unix milliseconds) plus a hash ``{prefix}:pi:{group}`` (channel id -> info),
-and the registry set ``{prefix}:pgroups`` names the groups that have any. Every
-presence operation is one Lua script that reads the clock with Redis ``TIME``: expiry
-is judged by the server's clock only, so the processes' clocks never have to agree.
+Presence, per group: a sorted set ``...:p`` (member = channel id, score = expiry in
+server milliseconds) and a hash ``...:pi`` (channel id -> info); one index ``{prefix}:pidx``
+holds every entry (``group \\xff channel id``) scored by expiry, so reaping reads only
+what expired. Every presence operation is one Lua script that reads the server's clock:
+expiry is judged by one clock, so the processes' clocks never have to agree.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import enum
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from nexios.exceptions import BackendUnavailableError, ChannelError, ConfigurationError
-from nexios.history.base import HistoryLimits
+from nexios._redis import (
+    DEFAULT_TIMEOUT,
+    LINK_ERRORS,
+    CommandQueue,
+    KeySpace,
+    LoopClock,
+    bounded,
+    client_from_url,
+    describe_error,
+    driver_errors,
+    load_script,
+    redact_url,
+    redis_address,
+    server_identity,
+    text_of,
+)
+from nexios.exceptions import (
+    BackendUnavailableError,
+    ChannelError,
+    ConfigurationError,
+    HistoryStoreError,
+)
+from nexios.history.base import (
+    HistoryLimits,
+    HistoryStore,
+    PayloadKind,
+    check_append_args,
+    check_group_name,
+    check_idempotency_key,
+    is_group_name,
+    new_epoch,
+)
+from nexios.history.redis import RedisHistoryStore, append_args, append_keys, entry_from_append
 from nexios.layers import base
 from nexios.layers.base import (
     ChannelLayer,
     LayerHealth,
+    LinkListener,
     PresenceRecord,
+    PublishResult,
     Receiver,
     WireMessage,
     decode_wire,
     encode_wire,
+    wire_header,
 )
-
-if TYPE_CHECKING:
-    from nexios.history.base import HistoryStore
 
 __all__ = ["RedisLayer"]
 
 logger = logging.getLogger("nexios.layers.redis")
 
-DEFAULT_TIMEOUT = 2.0
 DEFAULT_PING_INTERVAL = 1.0
-MAX_CONNECTIONS = 50
-"""Command connections per client (the pub/sub connection is extra)."""
 _BACKOFF_BASE = 0.05
 _BACKOFF_MAX = 2.0
 _SUBSCRIBE_CHUNK = 500
 _SCRIPT_CHUNK = 500
-_REAP_LIMIT = 1000
-"""Expired members reaped per group per call, so one script never blocks Redis for long."""
+_REAP_LIMIT = 500
+"""Expired members one reap script removes, so one script never blocks Redis for long."""
+_REAP_ROUNDS = 20
+"""Reap scripts per ``presence_reap`` call; what is left waits for the next call."""
 
-LINK_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-"""Errors that mean "the server cannot be reached" (``TimeoutError`` is an ``OSError``)."""
 _READER_ERRORS: tuple[type[BaseException], ...] = (*LINK_ERRORS, RedisError)
+
+_PUBLISH_SAVED = load_script("publish_saved")
+_PUBLISH_ONCE = load_script("publish_once")
+_PRESENCE_ADD = load_script("presence_add")
+_PRESENCE_REMOVE = load_script("presence_remove")
+_PRESENCE_LIST = load_script("presence_list")
+_PRESENCE_REFRESH = load_script("presence_refresh")
+_PRESENCE_HEARTBEAT = load_script("presence_heartbeat")
+_PRESENCE_REAP = load_script("presence_reap")
+SCRIPTS = (
+    _PUBLISH_SAVED,
+    _PUBLISH_ONCE,
+    _PRESENCE_ADD,
+    _PRESENCE_REMOVE,
+    _PRESENCE_LIST,
+    _PRESENCE_REFRESH,
+    _PRESENCE_HEARTBEAT,
+    _PRESENCE_REAP,
+)
 
 _T = TypeVar("_T")
 
-# Server time in Unix milliseconds. replicate_commands() lets Redis < 7 write after TIME
-# (a no-op on 7+, where scripts always replicate their effects).
-_NOW_MS = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: members zset, info hash, group registry. ARGV: channel id, info, ttl ms, group.
-_PRESENCE_ADD = (
-    _NOW_MS
-    + """
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[4])
-return 1
-"""
-)
-
-# KEYS: members zset, info hash, group registry. ARGV: channel id, group.
-_PRESENCE_REMOVE = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('SREM', KEYS[3], ARGV[2])
-end
-return removed
-"""
-
-# KEYS: members zset, info hash. Returns {channel id, info, ...} of unexpired members.
-_PRESENCE_LIST = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-local out = {}
-for start = 1, #ids, 500 do
-  local chunk = {}
-  for i = start, math.min(start + 499, #ids) do chunk[#chunk + 1] = ids[i] end
-  local infos = redis.call('HMGET', KEYS[2], unpack(chunk))
-  for i, id in ipairs(chunk) do
-    out[#out + 1] = id
-    out[#out + 1] = infos[i] or ''
-  end
-end
-return out
-"""
-
-# KEYS: one members zset per entry. ARGV: ttl ms, then the channel ids aligned with KEYS.
-# XX: a member that was removed (left, or reaped as expired) is not brought back.
-_PRESENCE_REFRESH = (
-    _NOW_MS
-    + """
-local expires = now + tonumber(ARGV[1])
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', expires, ARGV[i + 1])
-end
-return #KEYS
-"""
-)
-
-# KEYS: zset1, hash1, zset2, hash2, ..., group registry. ARGV: limit, group1, group2, ...
-# Atomic, so an expired member is removed -- and returned -- by exactly one caller.
-_PRESENCE_REAP = (
-    _NOW_MS
-    + """
-local registry = KEYS[#KEYS]
-local limit = tonumber(ARGV[1])
-local out = {}
-for i = 2, #ARGV do
-  local members, infos = KEYS[2 * i - 3], KEYS[2 * i - 2]
-  local expired = redis.call('ZRANGEBYSCORE', members, '-inf', now, 'LIMIT', 0, limit)
-  for _, id in ipairs(expired) do
-    if redis.call('ZREM', members, id) == 1 then
-      local info = redis.call('HGET', infos, id)
-      redis.call('HDEL', infos, id)
-      out[#out + 1] = ARGV[i]
-      out[#out + 1] = id
-      out[#out + 1] = info or ''
-    end
-  end
-  if redis.call('ZCARD', members) == 0 then
-    redis.call('DEL', infos)
-    redis.call('SREM', registry, ARGV[i])
-  end
-end
-return out
-"""
-)
-
-
-def client_from_url(url: str, *, timeout: float) -> aioredis.Redis:
-    """A command client whose operations fail within ``timeout`` rather than retry.
-
-    Bound: :data:`MAX_CONNECTIONS` per client; when all are busy a command waits for
-    one, up to ``timeout``, then fails like an unreachable server (nothing was sent).
-    One immediate retry on a connection error only: a pooled connection may have died
-    with a restarted server, and a fresh connect then succeeds (or is refused at once).
-    Timeouts are never retried, so a frozen server costs ``timeout``, not a multiple.
-    """
-    try:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=MAX_CONNECTIONS,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"Invalid Redis URL {redact_url(url)!r}: {exc}. "
-            "Expected e.g. redis://127.0.0.1:6379/0 or unix:///run/redis.sock"
-        ) from exc
-    return aioredis.Redis.from_pool(pool)
-
-
-def redis_address(client: aioredis.Redis) -> str:
-    """``host:port`` (or the socket path) the client talks to, for error messages."""
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return str(kwargs["path"])
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-async def run_bounded(script: AsyncScript, keys: Sequence[str], args: Any, *, within: float) -> Any:
-    """Run a Lua script (loading it if the server lost its cache) within ``within`` s."""
-    async with asyncio.timeout(within):
-        return await script(keys=list(keys), args=list(args))
+# A pub/sub command the server has to confirm: (command, channel, future of the caller).
+_Pending = tuple[bytes, bytes, "asyncio.Future[bool] | None"]
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
@@ -222,12 +143,14 @@ def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
         yield items[start : start + size]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _as_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
+
+
+def _ttl_ms(ttl: float) -> int:
+    if ttl <= 0:
+        raise ValueError(f"presence ttl must be positive seconds, got {ttl!r}")
+    return max(1, round(ttl * 1000))
 
 
 class _State(enum.Enum):
@@ -265,31 +188,37 @@ class RedisLayer(ChannelLayer):
         self.key_prefix = key_prefix
         self._origin = origin
         self._history_limits = history_limits or HistoryLimits()
+        self.idempotency_window = self._history_limits.idempotency_window
         self._timeout = timeout
         self._ping_interval = ping_interval
-        self._client = client_from_url(url, timeout=timeout)
+        self._client = client_from_url(url, timeout=timeout, scripts=SCRIPTS)
+        self._queue = CommandQueue(self._client, timeout=timeout, scripts=SCRIPTS)
         self._address = redis_address(self._client)
-        self._channel_prefix = f"{key_prefix}:g:".encode()
-        self._registry_key = f"{key_prefix}:pgroups"
-        self._add_script = self._client.register_script(_PRESENCE_ADD)
-        self._remove_script = self._client.register_script(_PRESENCE_REMOVE)
-        self._list_script = self._client.register_script(_PRESENCE_LIST)
-        self._refresh_script = self._client.register_script(_PRESENCE_REFRESH)
-        self._reap_script = self._client.register_script(_PRESENCE_REAP)
+        self.keyspace = KeySpace(server_identity(self._client), key_prefix)
+        """Where this layer's keys live (see :class:`nexios._redis.KeySpace`)."""
 
         self._state = _State.NEW
         self._receiver: Receiver | None = None
+        self._on_link: LinkListener | None = None
         self._groups: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
         self._conn: AbstractConnection | None = None
-        # Serialises writes on the pub/sub connection (reader PINGs, subscribe calls).
+        # Serialises writes on the pub/sub connection (reader PINGs, (un)subscribes).
         self._send_lock = asyncio.Lock()
-        # channel -> futures of subscribe() calls waiting for Redis to confirm.
-        self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
-        # Channels re-subscribed after a (re)connect that Redis has not confirmed yet.
-        self._unconfirmed: set[bytes] = set()
+        # Channels the server confirmed on the current connection.
+        self._active: set[bytes] = set()
+        # Per channel, the latest SUBSCRIBE not yet confirmed: later calls wait for it.
+        self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        # Commands not yet sent, then sent and awaiting confirmation (Redis confirms
+        # each channel, in order).
+        self._outgoing: list[_Pending] = []
+        self._expected: deque[_Pending] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        # Confirmations still due for the re-subscription after a (re)connect.
+        self._resubscribing = 0
         self._up = asyncio.Event()
         self._connected = False
+        self._was_up = False
         self._reconnects = 0
         self._last_error: str | None = None
         self._down_since: float | None = None
@@ -301,17 +230,32 @@ class RedisLayer(ChannelLayer):
         """The origin stamped on published messages (this process's id by default)."""
         return self._origin if self._origin is not None else base.PROCESS_ID
 
+    def _errors(self, action: str, failure: type[ChannelError] = ChannelError) -> Any:
+        return driver_errors(
+            self._address,
+            action,
+            failure=failure,
+            hint="Check that redis-server is running and that NEXIOS_CHANNELS_URL points to it.",
+        )
+
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self, receiver: Receiver) -> None:
-        """Connect the pub/sub link (within ``timeout``); a stopped layer may start again."""
+    async def start(self, receiver: Receiver, *, on_link: LinkListener | None = None) -> None:
+        """Connect the pub/sub link (within ``timeout``); a stopped layer may start again.
+
+        ``receiver`` is called synchronously from the reader task, in the order Redis
+        delivers; ``on_link(False)`` when the link goes down, ``on_link(True)`` when it is
+        back and every group is subscribed again (not for this first connection).
+        """
         if self._state is _State.STARTED:
             raise ChannelError("RedisLayer.start() was already called; stop() it first")
         self._receiver = receiver
+        self._on_link = on_link
         self._state = _State.STARTED
+        self._was_up = False
         self._reader = asyncio.create_task(self._run(), name=f"nexios-redis-reader-{self._address}")
         try:
-            async with asyncio.timeout(self._timeout):
+            async with bounded(self._timeout):
                 await self._up.wait()
         except TimeoutError:
             error = self._last_error or "no answer"
@@ -331,96 +275,178 @@ class RedisLayer(ChannelLayer):
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await asyncio.wait({reader}, timeout=self._timeout)
         self._release_waiters()
         self._connected = False
         self._up.clear()
         self._down_since = self._down_since_monotonic = None
-        await self._client.aclose()
-
-    # -- groups --------------------------------------------------------------------------
-
-    def _channel(self, group: str) -> bytes:
-        return self._channel_prefix + group.encode()
-
-    async def subscribe(self, group: str) -> None:
-        """Subscribe and wait (at most ``timeout``) until Redis confirms it.
-
-        While the link is down the group is only recorded: the reader subscribes it as
-        soon as the link is back, so a join never fails because of the broker.
-        """
-        self._check_open()
-        self._groups.add(group)
-        channel = self._channel(group)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(channel, []).append(waiter)
-        try:
-            async with self._send_lock:
-                conn = self._conn
-                if conn is None:
-                    return
-                try:
-                    await conn.send_command("SUBSCRIBE", channel, check_health=False)
-                except LINK_ERRORS:
-                    return  # the reader notices the broken link and re-subscribes
-            async with asyncio.timeout(self._timeout):
-                await waiter
-        except TimeoutError:
-            logger.debug("Redis did not confirm SUBSCRIBE %r in time", group)
-        finally:
-            self._drop_waiter(channel, waiter)
-
-    async def unsubscribe(self, group: str) -> None:
-        """Stop delivering the group at once; tell Redis if the link is up."""
-        self._groups.discard(group)
-        async with self._send_lock:
-            conn = self._conn
-            if conn is None:
-                return
-            # If the connection is gone, so is the subscription.
-            with contextlib.suppress(*LINK_ERRORS):
-                await conn.send_command("UNSUBSCRIBE", self._channel(group), check_health=False)
-
-    def _drop_waiter(self, channel: bytes, waiter: asyncio.Future[None]) -> None:
-        waiters = self._waiters.get(channel)
-        if waiters is not None and waiter in waiters:
-            waiters.remove(waiter)
-            if not waiters:
-                del self._waiters[channel]
-
-    def _release_waiters(self) -> None:
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    # -- publish -------------------------------------------------------------------------
-
-    async def publish(self, group: str, message: WireMessage) -> int:
-        self._check_open()
-        raw = encode_wire(WireMessage(message.kind, message.data, message.seq, self.origin))
-        try:
-            async with asyncio.timeout(self._timeout):
-                receivers = await self._client.publish(self._channel(group), raw)
-        except LINK_ERRORS as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self._address} is unreachable ({describe_error(exc)}): nothing was "
-                f"sent to group {group!r}. Check that redis-server is running and that "
-                "NEXIOS_CHANNELS_URL points to it."
-            ) from exc
-        except RedisError as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self._address} refused to publish ({exc}): nothing was sent "
-                f"to group {group!r}."
-            ) from exc
-        return int(receivers)
+        await self._queue.close()
 
     def _check_open(self) -> None:
         if self._state is _State.STOPPED:
             raise BackendUnavailableError(
                 f"The Redis channel layer for {self._address} was stopped: nothing was sent."
             )
+
+    # -- groups --------------------------------------------------------------------------
+
+    async def subscribe(self, group: str) -> bool:
+        """Subscribe and wait until Redis confirms it (True).
+
+        While the link is down the group is only recorded (False): the reader subscribes
+        it as soon as the link is back, so a join never fails because of the broker.
+        Concurrent calls are sent as one multi-channel ``SUBSCRIBE``; calls for a group
+        already being subscribed wait for the same confirmation.
+        """
+        check_group_name(group)
+        self._check_open()
+        channel = self.keyspace.channel(group)
+        if group in self._groups and channel in self._active and channel not in self._pending:
+            return True
+        self._groups.add(group)
+        if self._conn is None:
+            return False
+        waiter = self._pending.get(channel)
+        if waiter is None:
+            waiter = self._pending[channel] = asyncio.get_running_loop().create_future()
+            self._send(b"SUBSCRIBE", channel, waiter)
+        # shield: one caller giving up must not cancel the others' confirmation
+        return await asyncio.shield(waiter)
+
+    async def unsubscribe(self, group: str) -> None:
+        """Stop delivering the group at once; tell Redis if the link is up."""
+        if group not in self._groups:
+            return  # never subscribed (or not a valid name): nothing to undo
+        self._groups.discard(group)
+        channel = self.keyspace.channel(group)
+        # A later subscribe must send its own SUBSCRIBE, after this UNSUBSCRIBE.
+        self._pending.pop(channel, None)
+        if self._conn is not None:
+            self._send(b"UNSUBSCRIBE", channel, None)
+
+    def _send(self, command: bytes, channel: bytes, waiter: asyncio.Future[bool] | None) -> None:
+        self._outgoing.append((command, channel, waiter))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name="nexios-redis-subscribe"
+            )
+
+    async def _flush(self) -> None:
+        """Send the queued (un)subscribes, consecutive ones of a kind as one command."""
+        try:
+            async with self._send_lock:
+                while self._outgoing:
+                    batch, self._outgoing = self._outgoing, []
+                    conn = self._conn
+                    if conn is None:
+                        return  # the link went down; the reconnect subscribes every group
+                    for run in _runs(batch):
+                        if self._conn is not conn:
+                            return  # went down meanwhile; the reconnect redoes every group
+                        self._expected.extend(run)
+                        async with bounded(self._timeout):
+                            await conn.send_command(
+                                run[0][0], *(channel for _, channel, _ in run), check_health=False
+                            )
+        except LINK_ERRORS:
+            pass  # the reader notices the broken link and re-subscribes every group
+        finally:
+            self._flusher = None
+
+    def _confirmed(self, kind: bytes, channel: bytes) -> None:
+        """Redis confirmed a (un)subscribe of ``channel``: settle the call that sent it."""
+        if not self._expected:
+            return
+        # Redis confirms every channel of every command, in order: this is the oldest.
+        _, _, waiter = self._expected.popleft()
+        if self._resubscribing:
+            self._resubscribing -= 1
+            if not self._resubscribing:
+                self._link_up()
+        if kind == b"subscribe":
+            self._active.add(channel)
+            if waiter is not None:
+                if self._pending.get(channel) is waiter:
+                    del self._pending[channel]
+                if not waiter.done():
+                    waiter.set_result(True)
+        else:
+            self._active.discard(channel)
+
+    def _release_waiters(self) -> None:
+        """The link is gone: pending (un)subscribes end; the reconnect redoes every group."""
+        waiters = [*self._pending.values(), *(w for _, _, w in self._expected)]
+        waiters += [w for _, _, w in self._outgoing]
+        for waiter in waiters:
+            if waiter is not None and not waiter.done():
+                waiter.set_result(False)
+        self._pending.clear()
+        self._expected.clear()
+        self._outgoing.clear()
+        self._active.clear()
+        self._resubscribing = 0
+
+    # -- publish -------------------------------------------------------------------------
+
+    async def publish(self, group: str, message: WireMessage) -> int:
+        check_group_name(group)
+        self._check_open()
+        raw = encode_wire(dataclasses.replace(message, origin=self.origin))
+        with self._errors(f"publish to group {group!r}: nothing was sent"):
+            receivers = await self._queue.call("PUBLISH", self.keyspace.channel(group), raw)
+        return int(receivers)
+
+    async def publish_saved(
+        self,
+        group: str,
+        kind: PayloadKind,
+        data: bytes,
+        *,
+        history: HistoryStore,
+        seq_field: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> PublishResult:
+        """Save and publish; in ONE script when ``history`` shares this layer's key space
+        (the default store of this layer), so that publish order is seq order."""
+        if getattr(history, "keyspace", None) != self.keyspace:
+            return await super().publish_saved(
+                group,
+                kind,
+                data,
+                history=history,
+                seq_field=seq_field,
+                idempotency_key=idempotency_key,
+            )
+        check_group_name(group)
+        check_append_args(kind, data, idempotency_key, seq_field)
+        self._check_open()
+        args = append_args(history.limits, kind, data, new_epoch(), idempotency_key, seq_field)
+        args += [self.keyspace.channel(group), wire_header(kind, self.origin, None)]
+        with self._errors(f"save and publish to group {group!r}", HistoryStoreError):
+            reply = await self._queue.script(
+                _PUBLISH_SAVED, append_keys(self.keyspace, group, idempotency_key), args
+            )
+        entry = entry_from_append(group, kind, data, reply, seq_field)
+        receivers = int(reply[4]) if len(reply) > 4 else 0
+        return PublishResult(receivers, entry, duplicate=entry.duplicate)
+
+    async def publish_once(
+        self, group: str, message: WireMessage, *, idempotency_key: str
+    ) -> PublishResult:
+        """Publish unless the key was used for ``group`` within the window: one script
+        (``SET NX PX`` + ``PUBLISH``), so the key is used up only if it published."""
+        check_group_name(group)
+        check_idempotency_key(idempotency_key)
+        self._check_open()
+        raw = encode_wire(dataclasses.replace(message, origin=self.origin))
+        window = max(1, round(self.idempotency_window * 1000))
+        with self._errors(f"publish to group {group!r}: nothing was sent"):
+            duplicate, receivers = await self._queue.script(
+                _PUBLISH_ONCE,
+                [self.keyspace.unsaved_key(group, idempotency_key)],
+                [window, self.keyspace.channel(group), raw],
+            )
+        return PublishResult(int(receivers), duplicate=bool(int(duplicate)))
 
     # -- the reader ----------------------------------------------------------------------
 
@@ -451,15 +477,17 @@ class RedisLayer(ChannelLayer):
     def _new_pubsub_connection(self) -> AbstractConnection:
         pool = self._client.connection_pool
         kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+        kwargs.pop("redis_connect_func", None)  # no scripts on this connection
         # RESP2 so that pub/sub messages are plain replies; no retries: the reader
-        # owns reconnecting, and health checks are its own PINGs.
+        # owns reconnecting, and health checks are its own PINGs. No socket timeout:
+        # every wait below has its own bound.
         kwargs.update(
             protocol=2,
             decode_responses=False,
             health_check_interval=0,
             retry=Retry(NoBackoff(), 0),
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
+            socket_timeout=None,
+            socket_connect_timeout=None,
             maint_notifications_config=None,
             maint_notifications_pool_handler=None,
         )
@@ -467,65 +495,73 @@ class RedisLayer(ChannelLayer):
         return connection
 
     async def _open(self, conn: AbstractConnection) -> None:
-        async with asyncio.timeout(self._timeout):
+        async with bounded(self._timeout):
             await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command("PING", check_health=False)
             await conn.read_response()
         async with self._send_lock:
-            channels = [self._channel(group) for group in self._groups]
-            self._unconfirmed = set(channels)
-            for chunk in _chunks(channels, _SUBSCRIBE_CHUNK):
-                await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
+            # From here subscribe() queues its SUBSCRIBE (sent after these); a group it
+            # added before is in the snapshot below.
             self._conn = conn
+            self._expected.clear()
+            channels = [self.keyspace.channel(group) for group in self._groups]
+            self._resubscribing = len(channels)
+            for chunk in _chunks(channels, _SUBSCRIBE_CHUNK):
+                self._expected.extend((b"SUBSCRIBE", channel, None) for channel in chunk)
+                async with bounded(self._timeout):
+                    await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
         if not channels:
             self._link_up()
 
     async def _listen(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
+        clock = LoopClock.of(loop)
         last_reply = loop.time()
         ping_sent: float | None = None
-        while True:
-            now = loop.time()
-            if ping_sent is None:
-                wait = last_reply + self._ping_interval - now
-                if wait <= 0:
-                    async with self._send_lock:
-                        await conn.send_command("PING", check_health=False)
-                    ping_sent = now
+        busy_at_ping = 0.0
+        try:
+            while True:
+                now = loop.time()
+                if ping_sent is None:
+                    wait = last_reply + self._ping_interval - now
+                    if wait <= 0:
+                        async with self._send_lock, bounded(self._timeout):
+                            await conn.send_command("PING", check_health=False)
+                        ping_sent, busy_at_ping = now, clock.busy
+                        clock.acquire()
+                        continue
+                else:
+                    # Only time the loop was free counts: a busy loop may not have read
+                    # a PONG that is already here.
+                    waited = now - ping_sent - (clock.busy - busy_at_ping)
+                    wait = self._timeout - waited
+                    if wait <= 0:
+                        raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
+                reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
+                if reply is None:  # the read timed out: PING, or give up, above
                     continue
-            else:
-                wait = ping_sent + self._timeout - now
-                if wait <= 0:
-                    raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
-            reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
-            if reply is None:  # the read timed out; decide above whether to PING or give up
-                continue
-            last_reply = loop.time()
-            ping_sent = None
-            self._handle(reply)
+                last_reply = loop.time()
+                if ping_sent is not None:
+                    ping_sent = None
+                    clock.release()
+                self._handle(reply)
+        finally:
+            if ping_sent is not None:
+                clock.release()
 
     def _handle(self, reply: Any) -> None:
         if not isinstance(reply, list) or len(reply) < 3:
-            return  # PONG outside subscribed mode
+            return  # PONG
         kind = reply[0]
         if kind == b"message":
             self._deliver(reply[1], reply[2])
-        elif kind == b"subscribe":
-            channel = reply[1]
-            for waiter in self._waiters.get(channel, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
-            if self._unconfirmed:
-                self._unconfirmed.discard(channel)
-                if not self._unconfirmed:
-                    self._link_up()
+        elif kind in (b"subscribe", b"unsubscribe"):
+            self._confirmed(kind, reply[1])
 
     def _deliver(self, channel: bytes, raw: bytes) -> None:
-        if not channel.startswith(self._channel_prefix):
-            return
-        group = channel[len(self._channel_prefix) :].decode(errors="replace")
-        if group not in self._groups or self._receiver is None:
-            return  # unsubscribed while the message was in flight
+        group = self.keyspace.group_of_channel(channel)
+        if group is None or group not in self._groups or self._receiver is None:
+            return  # foreign, or unsubscribed while the message was in flight
         try:
             message = decode_wire(raw)
         except ValueError as exc:
@@ -548,6 +584,8 @@ class RedisLayer(ChannelLayer):
     def _link_up(self) -> None:
         self._connected = True
         self._up.set()
+        back = self._was_up
+        self._was_up = True
         if self._down_since_monotonic is not None:
             outage = asyncio.get_running_loop().time() - self._down_since_monotonic
             self._reconnects += 1
@@ -559,11 +597,13 @@ class RedisLayer(ChannelLayer):
             )
         self._down_since = None
         self._down_since_monotonic = None
+        if back:
+            self._tell_link(True)
 
     def _link_down(self, exc: BaseException) -> None:
+        was_connected = self._connected
         self._connected = False
         self._up.clear()
-        self._unconfirmed = set()
         self._last_error = describe_error(exc)
         self._release_waiters()
         if self._down_since_monotonic is None:
@@ -575,85 +615,128 @@ class RedisLayer(ChannelLayer):
                 self._address,
                 self._last_error,
             )
+        if was_connected:
+            self._tell_link(False)
+
+    def _tell_link(self, up: bool) -> None:
+        if self._on_link is None:
+            return
+        try:
+            self._on_link(up)
+        except Exception:
+            logger.exception("The channel layer's on_link callback failed")
 
     # -- presence ------------------------------------------------------------------------
 
-    def _presence_keys(self, group: str) -> tuple[str, str]:
-        return f"{self.key_prefix}:p:{group}", f"{self.key_prefix}:pi:{group}"
-
-    async def _script(self, script: AsyncScript, keys: Sequence[str], args: Any) -> Any:
-        self._check_open()
-        try:
-            return await run_bounded(script, keys, args, within=self._timeout)
-        except LINK_ERRORS as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self._address} is unreachable ({describe_error(exc)}): presence "
-                "was not read or updated."
-            ) from exc
-        except RedisError as exc:
-            raise ChannelError(f"Redis at {self._address} failed a presence update: {exc}") from exc
+    def _presence_keys(self, entries: Iterable[tuple[str, str, bytes]]) -> Iterator[str]:
+        for group, _, _ in entries:
+            yield from self.keyspace.presence(group)
 
     async def presence_add(self, group: str, channel_id: str, info: bytes, ttl: float) -> None:
-        members, infos = self._presence_keys(group)
-        await self._script(
-            self._add_script,
-            [members, infos, self._registry_key],
-            [channel_id, info, _ttl_ms(ttl), group],
-        )
+        check_group_name(group)
+        self._check_open()
+        members, infos = self.keyspace.presence(group)
+        with self._errors(f"add {channel_id!r} to the presence of {group!r}"):
+            await self._queue.script(
+                _PRESENCE_ADD,
+                [members, infos, self.keyspace.presence_index],
+                [channel_id, info, _ttl_ms(ttl), group],
+            )
 
     async def presence_remove(self, group: str, channel_id: str) -> bool:
-        members, infos = self._presence_keys(group)
-        removed = await self._script(
-            self._remove_script, [members, infos, self._registry_key], [channel_id, group]
-        )
+        if not is_group_name(group):
+            return False  # such a member was never added
+        self._check_open()
+        members, infos = self.keyspace.presence(group)
+        with self._errors(f"remove {channel_id!r} from the presence of {group!r}"):
+            removed = await self._queue.script(
+                _PRESENCE_REMOVE,
+                [members, infos, self.keyspace.presence_index],
+                [channel_id, group],
+            )
         return bool(removed)
 
     async def presence_list(self, group: str) -> list[PresenceRecord]:
-        flat = await self._script(self._list_script, self._presence_keys(group), [])
+        check_group_name(group)
+        self._check_open()
+        with self._errors(f"read the presence of {group!r}"):
+            flat = await self._queue.script(
+                _PRESENCE_LIST, self.keyspace.presence(group), [], ordered=False
+            )
         return [
-            PresenceRecord(group, _text(flat[i]), _as_bytes(flat[i + 1]))
+            PresenceRecord(group, text_of(flat[i]), _as_bytes(flat[i + 1]))
             for i in range(0, len(flat), 2)
         ]
 
     async def presence_refresh(self, members: Iterable[tuple[str, str]], ttl: float) -> None:
-        entries = list(members)
-        for chunk in _chunks(entries, _SCRIPT_CHUNK):
-            await self._script(
-                self._refresh_script,
-                [self._presence_keys(group)[0] for group, _ in chunk],
-                [_ttl_ms(ttl), *(channel_id for _, channel_id in chunk)],
+        self._check_open()
+        ttl_ms = _ttl_ms(ttl)
+        entries = [(group, channel_id) for group, channel_id in members if is_group_name(group)]
+        with self._errors("refresh presence"):
+            # queued together, so a remove called after this runs after it
+            await asyncio.gather(
+                *(
+                    self._queue.submit_script(
+                        _PRESENCE_REFRESH,
+                        [
+                            self.keyspace.presence_index,
+                            *(self.keyspace.presence(group)[0] for group, _ in chunk),
+                        ],
+                        [ttl_ms, *(value for entry in chunk for value in entry)],
+                    )
+                    for chunk in _chunks(entries, _SCRIPT_CHUNK)
+                )
             )
+
+    async def presence_heartbeat(
+        self, entries: Sequence[tuple[str, str, bytes]], ttl: float
+    ) -> list[PresenceRecord]:
+        self._check_open()
+        ttl_ms = _ttl_ms(ttl)
+        valid = [entry for entry in entries if is_group_name(entry[0])]
+        chunks = list(_chunks(valid, _SCRIPT_CHUNK))
+        with self._errors("refresh presence"):
+            replies = await asyncio.gather(
+                *(
+                    self._queue.submit_script(
+                        _PRESENCE_HEARTBEAT,
+                        [self.keyspace.presence_index, *self._presence_keys(chunk)],
+                        [ttl_ms, *(value for entry in chunk for value in entry)],
+                    )
+                    for chunk in chunks
+                )
+            )
+        return [
+            PresenceRecord(*chunk[int(position) - 1])
+            for chunk, added in zip(chunks, replies, strict=True)
+            for position in added
+        ]
 
     async def presence_reap(self) -> list[PresenceRecord]:
         self._check_open()
-        try:
-            async with asyncio.timeout(self._timeout):
-                groups = sorted(
-                    {_text(g) async for g in self._client.sscan_iter(self._registry_key)}
-                )
-        except LINK_ERRORS as exc:
-            raise BackendUnavailableError(
-                f"Redis at {self._address} is unreachable ({describe_error(exc)}): "
-                "nothing was reaped."
-            ) from exc
         reaped: list[PresenceRecord] = []
-        for chunk in _chunks(groups, _SCRIPT_CHUNK):
-            keys = [key for group in chunk for key in self._presence_keys(group)]
-            flat = await self._script(
-                self._reap_script, [*keys, self._registry_key], [_REAP_LIMIT, *chunk]
-            )
-            reaped.extend(
-                PresenceRecord(_text(flat[i]), _text(flat[i + 1]), _as_bytes(flat[i + 2]))
-                for i in range(0, len(flat), 3)
-            )
+        with self._errors("reap expired presence"):
+            for _ in range(_REAP_ROUNDS):
+                read, flat = await self._queue.script(
+                    _PRESENCE_REAP,
+                    [self.keyspace.presence_index],
+                    [_REAP_LIMIT, self.keyspace.group_head, "}"],
+                    ordered=False,
+                )
+                reaped.extend(
+                    PresenceRecord(text_of(flat[i]), text_of(flat[i + 1]), _as_bytes(flat[i + 2]))
+                    for i in range(0, len(flat), 3)
+                )
+                if int(read) < _REAP_LIMIT:
+                    break
         return reaped
 
     # -- the rest ------------------------------------------------------------------------
 
     def default_history(self) -> HistoryStore:
-        from nexios.history.redis import RedisHistoryStore
-
-        return RedisHistoryStore(self.url, limits=self._history_limits, key_prefix=self.key_prefix)
+        return RedisHistoryStore(
+            self.url, limits=self._history_limits, key_prefix=self.key_prefix, timeout=self._timeout
+        )
 
     def health(self) -> LayerHealth:
         return LayerHealth(
@@ -670,14 +753,13 @@ class RedisLayer(ChannelLayer):
         )
 
 
-def _ttl_ms(ttl: float) -> int:
-    if ttl <= 0:
-        raise ValueError(f"presence ttl must be positive seconds, got {ttl!r}")
-    return max(1, round(ttl * 1000))
-
-
-def describe_error(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, TimeoutError) and not text:
-        return "timed out"
-    return text or type(exc).__name__
+def _runs(batch: list[_Pending]) -> Iterator[list[_Pending]]:
+    """Consecutive commands of one kind, at most ``_SUBSCRIBE_CHUNK`` channels each."""
+    run: list[_Pending] = []
+    for item in batch:
+        if run and (item[0] != run[0][0] or len(run) >= _SUBSCRIBE_CHUNK):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from nexios import encoding
 from nexios.connection import WebSocket, WebSocketState
 from nexios.exceptions import ConfigurationError
-from nexios.framing import encode_payload
+from nexios.framing import Framer, encode_payload
 
 if TYPE_CHECKING:
     from nexios.runtime.senders import Sender
@@ -77,6 +77,8 @@ class Channel:
         "__weakref__",
         "created",
         "expires",
+        "frame_key",
+        "framer",
         "groups",
         "host",
         "last_active",
@@ -95,6 +97,8 @@ class Channel:
         payload_type: PayloadTypeEnum | str = PayloadTypeEnum.JSON,
         expires: float | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        framer: Framer | None = None,
     ) -> None:
         if not isinstance(websocket, WebSocket):
             raise ConfigurationError(
@@ -112,6 +116,13 @@ class Channel:
         self.websocket = websocket
         self.payload_type = _payload_type(payload_type)
         self.payload_type_value = self.payload_type.value
+        if framer is not None and not isinstance(framer, Framer):
+            raise ConfigurationError(
+                f"Channel framer= takes a nexios.framing.Framer, got {framer!r}."
+            )
+        self.framer = framer
+        """Frames group messages for this member (None: by its payload type)."""
+        self.frame_key = framer.key if framer is not None else self.payload_type_value
         self.expires = expires
         self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         encode_metadata(self.metadata)

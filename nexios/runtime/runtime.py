@@ -24,31 +24,36 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from nexios import encoding
 from nexios.events import EventEmitter
 from nexios.exceptions import ChannelError, ConfigurationError, GroupAccessDenied
-from nexios.framing import FrameSet, encode_payload, stamp_seq
-from nexios.history.base import HistoryPage, HistoryStore
-from nexios.layers.base import ChannelLayer, LayerHealth, WireMessage
+from nexios.framing import FrameSet, encode_payload
+from nexios.history.base import HistoryEntry, HistoryPage, HistoryStore
+from nexios.layers.base import ChannelLayer, LayerHealth, PublishResult, WireMessage
 from nexios.runtime.channel import Channel, encode_metadata
+from nexios.runtime.feeds import GroupFeed, Resync
 from nexios.runtime.presence import PresenceMember, member_from_record, presence_info
 from nexios.runtime.senders import (
     EVICTION_CLOSE_CODE,
     FlushScheduler,
-    Sender,
     sender_for,
 )
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
 
 __all__ = [
     "MAX_GROUP_NAME_BYTES",
+    "MAX_REPLAY",
     "ChannelsRuntime",
     "GroupPolicy",
+    "JoinResult",
     "RuntimeStats",
+    "SendResult",
     "check_group_name",
     "current_runtime",
     "peek_runtime",
@@ -61,6 +66,15 @@ MAX_GROUP_NAME_BYTES = 1024
 
 GroupPolicy = Callable[[Channel, str], Awaitable[bool]]
 """``async def policy(channel, group) -> bool``: may this channel join this group?"""
+
+MAX_SEQ = 2**63 - 1
+"""Largest seq a store holds; a client's ``since`` above it is simply ahead of history."""
+
+MAX_REPLAY = 1000
+"""Most saved messages a join with ``since`` replays; more missed is ``complete=False``."""
+
+_CATCH_UP_BOUND = 5.0
+"""Seconds a joining member waits for this process to catch up with its ``since``."""
 
 _DEADLINE_CHECK = 0.25
 _EXPIRY_CHECK = 1.0
@@ -109,6 +123,37 @@ def check_group_name(name: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What a join did. With ``since``: what was replayed from history.
+
+    ``complete`` is False when the member missed more than history keeps (or than
+    :data:`MAX_REPLAY`), or its epoch is not the group's: nothing was replayed, reload
+    the group's state from your own database. ``epoch`` and ``last_seq`` are where the
+    member now stands: the next saved message it receives is ``last_seq + 1``.
+    """
+
+    added: bool
+    recovered: int = 0
+    complete: bool = True
+    epoch: str = ""
+    last_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a group send did. ``seq``/``epoch`` number a saved message (0/"" if not).
+
+    ``duplicate``: the idempotency key was used within its window; nothing was saved or
+    delivered this time, and ``seq``/``epoch`` are the first send's.
+    """
+
+    delivered: bool
+    seq: int = 0
+    epoch: str = ""
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RuntimeStats:
     """Counts for monitoring and tests (this process only)."""
 
@@ -144,15 +189,18 @@ class ChannelsRuntime:
         self._history: HistoryStore | None = None
         self.groups: dict[str, dict[str, Channel]] = {}
         self.channels: dict[str, Channel] = {}
+        self.feeds: dict[str, GroupFeed] = {}
+        self._opening: dict[str, asyncio.Future[GroupFeed]] = {}
         self._presence_info: dict[tuple[str, str], bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._stop_requested: asyncio.Event | None = None
         self._scheduler: FlushScheduler | None = None
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._layer_failed_at_stop = False
+        self._jitter = 0.0
         self.evictions = 0
 
     # ------------------------------------------------------------------ settings
@@ -244,12 +292,13 @@ class ChannelsRuntime:
             layer = settings.build_layer()
             history = settings.build_history(layer)
             try:
-                await layer.start(self._on_remote_message)
+                await layer.start(self._on_remote_message, on_link=self._on_link)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await history.close()
                 raise
             self._settings, self._layer, self._history = settings, layer, history
+            self._jitter = settings.test_delivery_jitter
             self._stopping = self._layer_failed_at_stop = False
             self._stop_requested = asyncio.Event()
             self._scheduler = FlushScheduler(loop)
@@ -271,6 +320,10 @@ class ChannelsRuntime:
         self._start_lock = asyncio.Lock()
 
     def _forget_everything(self) -> None:
+        for feed in self.feeds.values():
+            feed.close()
+        self.feeds.clear()
+        self._opening.clear()
         self.groups.clear()
         self.channels.clear()
         self._presence_info.clear()
@@ -319,13 +372,28 @@ class ChannelsRuntime:
 
     # ------------------------------------------------------------------ membership
 
-    async def join(self, channel: Channel, group: str) -> bool:
-        """Add ``channel`` to ``group``. False when it already was a member.
+    async def join(
+        self,
+        channel: Channel,
+        group: str,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+    ) -> JoinResult:
+        """Add ``channel`` to ``group``; ``added`` is False when it already was a member.
 
-        Everything that can be refused is checked before any state changes, so a failed
-        join leaves no trace.
+        With ``since`` (and the ``epoch`` it belongs to), the member first receives the
+        saved messages after ``since``, then live ones: in seq order, each once, no gap
+        (live messages are held while history is read, then merged). Everything that can
+        be refused is checked before any state changes, so a failed join leaves no trace.
         """
         check_group_name(group)
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
+            raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
+        if since is not None and since < 0:
+            raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
+        if since is not None:
+            since = min(since, MAX_SEQ)  # ahead of any history: complete=False
         if self.group_policy is not None and not await self.group_policy(channel, group):
             raise GroupAccessDenied(
                 f"Channel {channel.uuid} may not join group {group!r} (group policy refused)."
@@ -338,12 +406,27 @@ class ChannelsRuntime:
             )
         members = self.groups.get(group)
         if members is not None and channel.uuid in members:
-            return False
+            feed = self.feeds[group]
+            return JoinResult(False, epoch=feed.epoch, last_seq=feed.last)
         info = presence_info(channel.uuid, encode_metadata(channel.metadata), time.time())
         settings = self.settings
         if channel.sender is None:
             self._attach_sender(channel, settings)
-        first_local = members is None
+        feed = await self._open_feed(group)
+        result = JoinResult(True, epoch=feed.epoch, last_seq=feed.last)
+        if since is not None:
+            result = await self._replay(channel, feed, since, epoch)
+        self._add_local(channel, group, info)
+        try:
+            await self.layer.presence_add(group, channel.uuid, info, settings.presence_ttl)
+        except BaseException:
+            await self._drop(channel, group)
+            raise
+        await self._emit("channel.join", group, channel.uuid, channel.metadata, "joined")
+        return result
+
+    def _add_local(self, channel: Channel, group: str, info: bytes) -> None:
+        members = self.groups.get(group)
         if members is None:
             members = self.groups[group] = {}
         members[channel.uuid] = channel
@@ -351,15 +434,83 @@ class ChannelsRuntime:
         channel.host = self
         self.channels[channel.uuid] = channel
         self._presence_info[(group, channel.uuid)] = info
+
+    async def _open_feed(self, group: str) -> GroupFeed:
+        """The group's feed, subscribed and positioned (the first local member opens it)."""
+        while True:
+            feed = self.feeds.get(group)
+            if feed is not None and feed.ready:
+                return feed
+            opening = self._opening.get(group)
+            if opening is None:
+                return await self._start_feed(group)
+            # Another join is opening it; by the time we resume, it may be gone again.
+            await asyncio.shield(opening)
+
+    async def _start_feed(self, group: str) -> GroupFeed:
+        assert self._loop is not None
+        opening = self._opening[group] = self._loop.create_future()
+        feed = self.feeds[group] = GroupFeed(
+            group, fan_out=self.fan_out, read=self._read_for_feed, resync=self._on_resync
+        )
         try:
-            if first_local:
-                await self.layer.subscribe(group)
-            await self.layer.presence_add(group, channel.uuid, info, settings.presence_ttl)
-        except BaseException:
-            self._drop_local(channel, group)
+            await self.layer.subscribe(group)
+            position = await self.history.read(group, limit=0)
+        except BaseException as error:
+            self._close_feed(group)
+            opening.set_exception(error)
+            opening.exception()  # retrieved here; waiters get it too
             raise
-        await self._emit("channel.join", group, channel.uuid, channel.metadata, "joined")
-        return True
+        finally:
+            self._opening.pop(group, None)
+        feed.start(position.epoch, position.last_seq)
+        opening.set_result(feed)
+        return feed
+
+    def _close_feed(self, group: str) -> None:
+        feed = self.feeds.pop(group, None)
+        if feed is not None:
+            feed.close()
+
+    async def _replay(
+        self, channel: Channel, feed: GroupFeed, since: int, epoch: str | None
+    ) -> JoinResult:
+        """Send ``channel`` what came after ``since``, merged with what arrives meanwhile.
+
+        The member is a joiner until then: live messages are collected, not sent. If this
+        process lags the client (it saw ``since`` on another process), the member waits
+        (bounded) until this process caught up, so nothing reaches it twice.
+        """
+        buffered = feed.add_joiner(channel.uuid)
+        try:
+            page = await self.history.read(
+                feed.group, since=since, limit=MAX_REPLAY + 1, epoch=epoch
+            )
+            complete = page.complete and len(page) <= MAX_REPLAY and page.epoch == feed.epoch
+            position = max(since, page[-1].seq) if complete and page else since
+            if complete and feed.last < position:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_CATCH_UP_BOUND):
+                        await feed.reached(position)
+        finally:
+            feed.remove_joiner(channel.uuid)
+        sender = channel.sender
+        assert sender is not None
+        complete = complete and page.epoch == feed.epoch
+        last = since if complete else feed.last
+        recovered = 0
+        for entry in page if complete else ():
+            if entry.seq > last:
+                sender.put(_frames_of(entry, feed.group).get(channel.frame_key, channel.framer))
+                last = entry.seq
+                recovered += 1
+        for frames in buffered:
+            if frames.seq == 0 or frames.seq > last:
+                sender.put(frames.get(channel.frame_key, channel.framer))
+                last = max(last, frames.seq)
+        return JoinResult(
+            True, recovered=recovered, complete=complete, epoch=feed.epoch, last_seq=feed.last
+        )
 
     def _attach_sender(self, channel: Channel, settings: ChannelSettings) -> None:
         assert self._scheduler is not None
@@ -374,19 +525,37 @@ class ChannelsRuntime:
 
     async def leave(self, channel: Channel, group: str, reason: str = "left") -> bool:
         """Remove ``channel`` from ``group``. False when it was not a member."""
-        if not self._drop_local(channel, group):
+        if not await self._drop(channel, group):
             return False
         if not self._layer_failed_at_stop:
             try:
-                if group not in self.groups:
-                    await self.layer.unsubscribe(group)
                 await self.layer.presence_remove(group, channel.uuid)
             except ChannelError as error:
-                if self._stopping:
-                    self._layer_failed_at_stop = True  # entries expire by TTL instead
-                logger.debug("Leaving %r: the layer failed (%s)", group, error)
+                self._layer_failed(error)
         await self._emit("channel.leave", group, channel.uuid, channel.metadata, reason)
         return True
+
+    async def _drop(self, channel: Channel, group: str) -> bool:
+        """Drop the local membership; unsubscribe after the group's last local member."""
+        if not self._drop_local(channel, group):
+            return False
+        feed = self.feeds.get(group)
+        joining = feed is not None and feed.joiners
+        if group not in self.groups and group not in self._opening and not joining:
+            self._close_feed(group)
+            if not self._layer_failed_at_stop:
+                try:
+                    await self.layer.unsubscribe(group)
+                    if group in self.feeds:  # someone joined meanwhile: keep receiving
+                        await self.layer.subscribe(group)
+                except ChannelError as error:
+                    self._layer_failed(error)
+        return True
+
+    def _layer_failed(self, error: ChannelError) -> None:
+        if self._stopping:
+            self._layer_failed_at_stop = True  # presence entries expire by TTL instead
+        logger.debug("Leaving a group: the layer failed (%s)", error)
 
     def _drop_local(self, channel: Channel, group: str) -> bool:
         members = self.groups.get(group)
@@ -453,9 +622,9 @@ class ChannelsRuntime:
             )
         )
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         assert self._loop is not None
-        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = self._loop.create_task(coro)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -472,43 +641,142 @@ class ChannelsRuntime:
         *,
         save_history: bool = False,
         seq_field: str | None = None,
-    ) -> bool:
-        """Encode once, save if asked, publish to other processes, queue for local members.
+        idempotency_key: str | None = None,
+    ) -> SendResult:
+        """Encode once, save if asked, publish to other processes, deliver to local members.
 
-        Returns True when the group has members here or in another process.
+        ``delivered`` is True when the group has members here or in another process.
+        Saved messages reach members in seq order (see :mod:`nexios.runtime.feeds`).
         """
         check_group_name(group)
-        await self.ensure_started()
         kind, data = encode_payload(payload)
-        seq = 0
+        if seq_field is not None:
+            _check_seq_field(payload, kind, seq_field, save_history)
+        await self.ensure_started()
         if save_history:
-            entry = await self.history.append(group, kind, data)
-            seq = entry.seq
-            if seq_field is not None:
-                data = _stamped(payload, kind, data, seq_field, seq)
-        elif seq_field is not None:
-            raise ConfigurationError(
-                "seq_field needs save_history=True: the sequence number comes from history."
+            saved = await self.layer.publish_saved(
+                group,
+                kind,
+                data,
+                history=self.history,
+                seq_field=seq_field,
+                idempotency_key=idempotency_key,
             )
-        elsewhere = await self.layer.publish(group, WireMessage(kind, data, seq))
-        return self.deliver_local(group, kind, data) > 0 or elsewhere > 0
+            return self._delivered_saved(group, saved)
+        message = WireMessage(kind, data)
+        if idempotency_key is not None:
+            once = await self.layer.publish_once(group, message, idempotency_key=idempotency_key)
+            if once.duplicate:
+                return SendResult(True, duplicate=True)
+            elsewhere = once.receivers
+        else:
+            elsewhere = await self.layer.publish(group, message)
+        local = self._pass_on_unsaved(group, FrameSet(kind, data, group=group))
+        return SendResult(local or elsewhere > 0)
 
-    def deliver_local(self, group: str, kind: str, data: bytes) -> int:
-        """Queue the message for this process's members of ``group``; return how many."""
+    def _delivered_saved(self, group: str, saved: PublishResult) -> SendResult:
+        entry = saved.entry
+        assert entry is not None
+        if saved.duplicate:
+            return SendResult(True, entry.seq, entry.epoch, duplicate=True)
+        feed = self.feeds.get(group)
+        if feed is not None:
+            self._offer(feed, _frames_of(entry, group))
+        local = bool(self.groups.get(group)) or feed is not None
+        return SendResult(local or saved.receivers > 0, entry.seq, entry.epoch)
+
+    def _pass_on_unsaved(self, group: str, frames: FrameSet) -> bool:
+        feed = self.feeds.get(group)
+        if feed is None:
+            return False
+        feed.pass_on(frames)
+        return True
+
+    def fan_out(self, group: str, frames: FrameSet) -> int:
+        """Queue a message for this process's members of ``group``; return how many."""
         members = self.groups.get(group)
         if not members:
             return 0
-        frames = FrameSet(kind, data)
         queued = 0
         # Safe to iterate live: a member that fails here leaves later (a spawned task).
         for channel in members.values():
             sender = channel.sender
-            if sender is not None and sender.put(frames.get(channel.payload_type_value)):
+            if sender is not None and sender.put(frames.get(channel.frame_key, channel.framer)):
                 queued += 1
         return queued
 
     def _on_remote_message(self, group: str, message: WireMessage) -> None:
-        self.deliver_local(group, message.kind, message.data)
+        feed = self.feeds.get(group)
+        if feed is None:
+            return
+        frames = FrameSet(
+            message.kind,
+            message.delivered_data(),
+            group=group,
+            seq=message.seq,
+            epoch=message.epoch,
+        )
+        if message.seq:
+            self._offer(feed, frames)
+        else:
+            feed.pass_on(frames)
+
+    def _offer(self, feed: GroupFeed, frames: FrameSet) -> None:
+        jitter = self._jitter
+        if jitter:
+            assert self._loop is not None
+            self._loop.call_later(random.uniform(0, jitter), feed.offer, frames)
+        else:
+            feed.offer(frames)
+
+    def _on_link(self, up: bool) -> None:
+        """The layer's link is back: fill what was missed while it was down."""
+        if up and self.feeds:
+            self._spawn(self._catch_up(list(self.feeds)))
+
+    async def _catch_up(self, groups: list[str]) -> None:
+        for group in groups:
+            feed = self.feeds.get(group)
+            if feed is None or not feed.ready:
+                continue
+            try:
+                position = await self.history.read(group, limit=0)
+            except ChannelError as error:
+                logger.warning("Catching up %r after the link came back failed: %s", group, error)
+                continue
+            if feed is not self.feeds.get(group):
+                continue
+            if position.epoch != feed.epoch:
+                if position.epoch:
+                    feed.offer_epoch(position.epoch, position.last_seq)
+                else:
+                    feed.lost()
+            else:
+                feed.catch_up(position.last_seq)
+
+    async def _read_for_feed(self, group: str, since: int, limit: int, epoch: str) -> HistoryPage:
+        return await self.history.read(group, since=since, limit=limit, epoch=epoch)
+
+    def _on_resync(self, group: str, notice: Resync) -> None:
+        feed = self.feeds.get(group)
+        if feed is None:
+            return
+        notice_json = encoding.dumps(notice.to_dict(group))
+        feed.pass_on(FrameSet("json", notice_json, group=group, notice="resync"))
+        members = len(self.groups.get(group, ()))
+        if self.events is not None:
+            self._spawn(
+                self.events.emit(
+                    "channel.resync",
+                    {
+                        "group": group,
+                        "reason": notice.reason,
+                        "epoch": notice.epoch,
+                        "last_seq": notice.last_seq,
+                        "members": members,
+                    },
+                )
+            )
 
     async def send_to(self, channel_id: str, payload: Any) -> bool:
         """Queue ``payload`` for one local channel. False when it is not here."""
@@ -516,15 +784,22 @@ class ChannelsRuntime:
         if channel is None or channel.sender is None:
             return False
         kind, data = encode_payload(payload)
-        return channel.sender.put(FrameSet(kind, data).get(channel.payload_type_value))
+        return channel.sender.put(FrameSet(kind, data).get(channel.frame_key, channel.framer))
 
     # ------------------------------------------------------------------ history, presence
 
     async def read_history(
-        self, group: str, *, since: int | None = None, limit: int | None = None
+        self,
+        group: str,
+        *,
+        since: int | None = None,
+        limit: int | None = None,
+        epoch: str | None = None,
     ) -> HistoryPage:
         await self.ensure_started()
-        return await self.history.read(group, since=since, limit=limit)
+        if since is not None and since > MAX_SEQ:
+            since = MAX_SEQ  # ahead of any history: complete=False
+        return await self.history.read(group, since=since, limit=limit, epoch=epoch)
 
     async def presence(self, group: str) -> list[PresenceMember]:
         """Members of ``group`` in every process, oldest join first."""
@@ -599,15 +874,18 @@ class ChannelsRuntime:
                 logger.exception("Channel maintenance failed; retrying")
 
     def _check_senders(self, now: float) -> None:
-        for channel in list(self.channels.values()):
-            sender: Sender | None = channel.sender
-            if sender is not None and not sender.closed and sender.overdue(now):
-                self._on_sender_failure(
-                    channel, EVICTION_CLOSE_CODE, "send deadline missed: client too slow"
-                )
+        assert self._scheduler is not None
+        busy = self._scheduler.busy
+        for sender in list(busy):
+            if sender.closed:
+                busy.discard(sender)
+            elif sender.overdue(now):
+                sender.missed_deadline()
+            elif sender.idle:
+                busy.discard(sender)
 
     async def _close_expired(self) -> None:
-        for channel in list(self.channels.values()):
+        for channel in [c for c in self.channels.values() if c.expires is not None]:
             if channel.is_expired():
                 logger.info("Channel %s expired after %ss idle", channel.uuid, channel.expires)
                 await self.forget(
@@ -615,14 +893,26 @@ class ChannelsRuntime:
                 )
 
     async def _heartbeat(self) -> None:
-        members: Iterable[tuple[str, str]] = list(self._presence_info)
+        """Keep this process's presence entries alive — adding back any that vanished
+        (the broker lost its data; another process reaped them while this one stalled) —
+        then reap the entries of processes that died."""
+        entries = [(group, cid, info) for (group, cid), info in self._presence_info.items()]
         try:
-            if members:
-                await self.layer.presence_refresh(members, self.settings.presence_ttl)
+            restored = (
+                await self.layer.presence_heartbeat(entries, self.settings.presence_ttl)
+                if entries
+                else []
+            )
             reaped = await self.layer.presence_reap()
         except ChannelError as error:
             logger.warning("Presence heartbeat failed: %s", error)
             return
+        for record in restored:
+            member = member_from_record(record)
+            logger.info("Presence of %s in %r restored", member.channel_id, member.group)
+            await self._emit(
+                "channel.join", member.group, member.channel_id, member.metadata, "restored"
+            )
         for record in reaped:
             member = member_from_record(record)
             await self._emit(
@@ -630,7 +920,18 @@ class ChannelsRuntime:
             )
 
 
-def _stamped(payload: Any, kind: str, data: bytes, seq_field: str, seq: int) -> bytes:
+def _frames_of(entry: HistoryEntry, group: str) -> FrameSet:
+    """A saved entry as members receive it (its data already carries any seq field)."""
+    return FrameSet(entry.kind, entry.data, group=group, seq=entry.seq, epoch=entry.epoch)
+
+
+def _check_seq_field(payload: Any, kind: str, seq_field: str, save_history: bool) -> None:
+    if not save_history:
+        raise ConfigurationError(
+            "seq_field needs save_history=True: the sequence number comes from history."
+        )
+    if not isinstance(seq_field, str) or not seq_field:
+        raise ConfigurationError(f"seq_field must be a non-empty str, got {seq_field!r}.")
     if kind != "json" or not isinstance(payload, dict):
         raise ConfigurationError(
             f"seq_field={seq_field!r} works with dict payloads only, got {type(payload).__name__}."
@@ -639,7 +940,6 @@ def _stamped(payload: Any, kind: str, data: bytes, seq_field: str, seq: int) -> 
         raise ConfigurationError(
             f"The payload already has a {seq_field!r} key; choose another seq_field."
         )
-    return stamp_seq(data, seq_field, seq)
 
 
 async def _bounded(step: Awaitable[Any], what: str) -> None:

@@ -145,7 +145,17 @@ class Sender(abc.ABC):
     @abc.abstractmethod
     def overdue(self, now: float) -> bool:
         """True when the member has made no progress for ``send_timeout`` (checked by
-        the runtime about four times a second, with the loop's clock)."""
+        the runtime about four times a second, with the loop's clock, for the senders
+        that had something to send since they were last idle)."""
+
+    @property
+    @abc.abstractmethod
+    def idle(self) -> bool:
+        """Nothing queued and nothing on its way: no deadline to watch."""
+
+    def missed_deadline(self) -> None:
+        """Evict the member: it made no progress for ``send_timeout``."""
+        self._fail(EVICTION_CLOSE_CODE, "send deadline missed: client too slow")
 
     @property
     @abc.abstractmethod
@@ -202,8 +212,15 @@ class AsgiSender(Sender):
 
     kind = "asgi"
 
-    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        limits: OutboxLimits,
+        on_failure: SenderFailure,
+        scheduler: FlushScheduler | None = None,
+    ) -> None:
         super().__init__(ws, limits, on_failure)
+        self._scheduler = scheduler
         self._queue: deque[Frame] = deque()
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
@@ -260,6 +277,8 @@ class AsgiSender(Sender):
         queue = self._queue
         loop = asyncio.get_running_loop()
         while not self.closed:
+            if self._scheduler is not None:
+                self._scheduler.busy.add(self)  # once per burst: watch its deadline
             while queue:
                 frame = queue.popleft()
                 self._bytes -= frame.size
@@ -294,6 +313,10 @@ class AsgiSender(Sender):
         started = self.send_started
         return started is not None and now - started > self.limits.send_timeout
 
+    @property
+    def idle(self) -> bool:
+        return not self._queue and self.send_started is None
+
     def _discard(self) -> None:
         self._queue.clear()
         self._bytes = 0
@@ -306,14 +329,18 @@ class AsgiSender(Sender):
 
 
 class FlushScheduler:
-    """Writes every frame sender's queue once at the end of the loop iteration."""
+    """Writes every frame sender's queue once at the end of the loop iteration, and
+    keeps the set of senders whose deadline is worth watching (``busy``): those that
+    sent since they were last seen idle, so idle members cost the deadline check
+    nothing."""
 
-    __slots__ = ("_due", "_loop", "_scheduled")
+    __slots__ = ("_due", "_loop", "_scheduled", "busy")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._due: list[FrameSender] = []
         self._scheduled = False
+        self.busy: set[Sender] = set()
 
     def schedule(self, sender: FrameSender) -> None:
         self._due.append(sender)
@@ -403,7 +430,8 @@ class FrameSender(Sender):
         queue = self._queue
         if self.closed or not queue:
             return
-        room = HIGH_WATER - self.sink.buffered()
+        # A sink that cannot say when it drains gets everything: its buffer is the queue.
+        room = HIGH_WATER - self.sink.buffered() if self._on_writable is not None else 1 << 62
         if room <= 0:
             self._wait_writable()
             return
@@ -421,6 +449,7 @@ class FrameSender(Sender):
             self._bytes -= taken
             data = b"".join(parts)
         self._written += len(data)
+        self._scheduler.busy.add(self)
         if not self.sink.write(data):
             self._fail(1006, "connection closed")
             return
@@ -462,6 +491,10 @@ class FrameSender(Sender):
             return False
         return now - self._stalled_since > self.limits.send_timeout
 
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self.sink.buffered()
+
     def _discard(self) -> None:
         self._queue.clear()
         self._bytes = 0
@@ -489,4 +522,4 @@ def sender_for(
     sink: Any = ws.scope.get("extensions", {}).get("nexios.frames")
     if sink is not None:
         return FrameSender(ws, sink, limits, on_failure, scheduler)
-    return AsgiSender(ws, limits, on_failure)
+    return AsgiSender(ws, limits, on_failure, scheduler)

@@ -21,6 +21,8 @@ from (first match wins):
    ``NEXIOS_SEND_TIMEOUT``          seconds a member may make no progress     5
    ``NEXIOS_OUTBOX_POLICY``         ``evict``, ``drop_oldest``, ``drop_newest``  evict
    ``NEXIOS_PRESENCE_TTL``          seconds a presence entry lives unrefreshed  15
+   ``NEXIOS_TEST_DELIVERY_JITTER``  tests only: delay each saved message by a  0
+                                    random 0..N seconds before ordering it
    ===============================  ========================================  ==========
 
 3. the defaults.
@@ -91,6 +93,9 @@ class ChannelSettings:
     history_limits: HistoryLimits = field(default_factory=HistoryLimits)
     outbox: OutboxLimits = field(default_factory=OutboxLimits)
     presence_ttl: float = DEFAULT_PRESENCE_TTL
+    test_delivery_jitter: float = 0.0
+    """Tests only: saved messages reach their group's feed after a random delay of up to
+    this many seconds, to prove that delivery order does not depend on arrival order."""
 
     @classmethod
     def resolve(
@@ -108,6 +113,10 @@ class ChannelSettings:
             presence_ttl=overrides.presence_ttl
             or _number(env, "NEXIOS_PRESENCE_TTL", "seconds")
             or DEFAULT_PRESENCE_TTL,
+            test_delivery_jitter=env_number(
+                env, "NEXIOS_TEST_DELIVERY_JITTER", minimum=0, exclusive=False, what="seconds"
+            )
+            or 0.0,
         )
 
     def build_layer(self) -> ChannelLayer:

@@ -32,11 +32,13 @@ from nexios.runtime import (
     Channel,
     ChannelsRuntime,
     GroupPolicy,
+    JoinResult,
     OutboxLimits,
     OverflowPolicy,
     PayloadTypeEnum,
     PresenceMember,
     RuntimeStats,
+    SendResult,
     SettingsOverrides,
     check_group_name,
     current_runtime,
@@ -51,10 +53,12 @@ __all__ = [
     "GroupSendStatusEnum",
     "HistoryEntry",
     "HistoryPage",
+    "JoinOutcome",
     "OutboxLimits",
     "OverflowPolicy",
     "PayloadTypeEnum",
     "PresenceMember",
+    "SendOutcome",
 ]
 
 
@@ -73,6 +77,96 @@ class ChannelRemoveStatusEnum(enum.Enum):
 class GroupSendStatusEnum(enum.Enum):
     GROUP_SEND = "GROUP_SEND"
     NO_SUCH_GROUP = "NO_SUCH_GROUP"
+
+
+_EXISTS = ChannelAddStatusEnum.CHANNEL_EXIST
+_NO_SUCH_GROUP = GroupSendStatusEnum.NO_SUCH_GROUP
+
+
+class _StatusOutcome:
+    """A result that also compares equal to its status enum member (and has its
+    ``name`` and ``value``), so code written for the plain enum keeps working."""
+
+    __slots__ = ("status",)
+
+    status: enum.Enum
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, enum.Enum):
+            return self.status is other
+        if isinstance(other, type(self)):
+            return all(getattr(self, name) == getattr(other, name) for name in self._fields())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.status)
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    @property
+    def value(self) -> Any:
+        return self.status.value
+
+    def _fields(self) -> tuple[str, ...]:
+        return ("status",)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields())
+        return f"{type(self).__name__}({shown})"
+
+
+class JoinOutcome(_StatusOutcome):
+    """What :meth:`ChannelBox.add_channel_to_group` did.
+
+    Equal to ``ChannelAddStatusEnum.CHANNEL_ADDED`` or ``CHANNEL_EXIST``. With ``since``:
+    ``recovered`` saved messages were replayed; ``complete`` is False when the member
+    missed more than history keeps (or its epoch is not the group's) — nothing was
+    replayed, reload from your database. ``epoch`` and ``last_seq``: where the member
+    now stands (the next saved message it gets is ``last_seq + 1``).
+    """
+
+    __slots__ = ("complete", "epoch", "last_seq", "recovered")
+
+    def __init__(self, result: JoinResult) -> None:
+        self.status = (
+            ChannelAddStatusEnum.CHANNEL_ADDED
+            if result.added
+            else ChannelAddStatusEnum.CHANNEL_EXIST
+        )
+        self.recovered = result.recovered
+        self.complete = result.complete
+        self.epoch = result.epoch
+        self.last_seq = result.last_seq
+
+    def _fields(self) -> tuple[str, ...]:
+        return ("status", "recovered", "complete", "epoch", "last_seq")
+
+
+class SendOutcome(_StatusOutcome):
+    """What :meth:`ChannelBox.group_send` did.
+
+    Equal to ``GroupSendStatusEnum.GROUP_SEND`` (the group has members somewhere) or
+    ``NO_SUCH_GROUP``. A saved message's ``seq`` and ``epoch``; ``duplicate`` when the
+    idempotency key was used within its window (nothing was saved or sent again; ``seq``
+    and ``epoch`` are then the first send's).
+    """
+
+    __slots__ = ("duplicate", "epoch", "seq")
+
+    def __init__(self, result: SendResult) -> None:
+        self.status = (
+            GroupSendStatusEnum.GROUP_SEND
+            if result.delivered
+            else GroupSendStatusEnum.NO_SUCH_GROUP
+        )
+        self.seq = result.seq
+        self.epoch = result.epoch
+        self.duplicate = result.duplicate
+
+    def _fields(self) -> tuple[str, ...]:
+        return ("status", "seq", "epoch", "duplicate")
 
 
 class ChannelBox:
@@ -136,12 +230,23 @@ class ChannelBox:
 
     @classmethod
     async def add_channel_to_group(
-        cls, channel: Channel, group_name: str = "default"
-    ) -> ChannelAddStatusEnum:
-        """Add ``channel`` to ``group_name`` (created on first member)."""
+        cls,
+        channel: Channel,
+        group_name: str = "default",
+        since: int | None = None,
+        epoch: str | None = None,
+    ) -> JoinOutcome:
+        """Add ``channel`` to ``group_name`` (created on first member).
+
+        With ``since`` (the last seq the client saw) and the ``epoch`` it belongs to, the
+        member first receives exactly the saved messages after ``since``, then live
+        ones: in seq order, each once, no gap. See :class:`JoinOutcome` for what it
+        returns (compare it with ``ChannelAddStatusEnum`` as before).
+        """
         _check_channel(channel)
-        added = await current_runtime().join(channel, group_name)
-        return ChannelAddStatusEnum.CHANNEL_ADDED if added else ChannelAddStatusEnum.CHANNEL_EXIST
+        return JoinOutcome(
+            await current_runtime().join(channel, group_name, since=since, epoch=epoch)
+        )
 
     @classmethod
     async def remove_channel_from_group(
@@ -166,19 +271,28 @@ class ChannelBox:
         save_history: bool = False,
         *,
         seq_field: str | None = None,
-    ) -> GroupSendStatusEnum:
+        idempotency_key: str | None = None,
+    ) -> SendOutcome:
         """Send ``payload`` to every member of the group, in every process.
 
         Returns once the message is queued for local members and published to the
-        others. ``save_history=True`` keeps it (with a ``seq``); ``seq_field="seq"``
-        also adds that number to the dict members receive, so clients can recover.
+        others. ``save_history=True`` keeps it (with a ``seq``) and delivers it in seq
+        order everywhere; ``seq_field="seq"`` also adds that number to the dict members
+        receive, so clients can recover. ``idempotency_key``: a retry with the same key
+        within the window (2 minutes) saves and delivers nothing twice — retry freely
+        after a ``BackendUnavailableError``. See :class:`SendOutcome`.
         """
         if payload is None:
             raise ConfigurationError("group_send needs a payload: group_send(group, payload).")
-        sent = await current_runtime().group_send(
-            group_name, payload, save_history=save_history, seq_field=seq_field
+        return SendOutcome(
+            await current_runtime().group_send(
+                group_name,
+                payload,
+                save_history=save_history,
+                seq_field=seq_field,
+                idempotency_key=idempotency_key,
+            )
         )
-        return GroupSendStatusEnum.GROUP_SEND if sent else GroupSendStatusEnum.NO_SUCH_GROUP
 
     @classmethod
     async def send_to(cls, channel_id: str, payload: Any) -> bool:
@@ -225,13 +339,17 @@ class ChannelBox:
         return await runtime.read_history(group_name, since=since, limit=limit)
 
     @classmethod
-    async def recover(cls, group_name: str, since: int, limit: int | None = None) -> HistoryPage:
-        """What a client that last saw ``since`` missed. Check ``page.complete``:
-
-        False means more was missed than history keeps — reload from your database.
+    async def recover(
+        cls, group_name: str, since: int, limit: int | None = None, epoch: str | None = None
+    ) -> HistoryPage:
+        """What a client that last saw ``since`` (of ``epoch``) missed. Check
+        ``page.complete``: False means more was missed than history keeps, or the epoch
+        changed (history was lost) — reload from your database.
         """
         check_group_name(group_name)
-        return await current_runtime().read_history(group_name, since=since, limit=limit)
+        return await current_runtime().read_history(
+            group_name, since=since, limit=limit, epoch=epoch
+        )
 
     @classmethod
     async def flush_history(cls, group_name: str | None = None) -> None:

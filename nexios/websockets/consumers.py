@@ -32,11 +32,11 @@ from nexios.history.base import HistoryPage
 from nexios.routing import WebSocketEndpoint, WebsocketRoutes, WSMiddleware
 from nexios.websockets.channels import (
     Channel,
-    ChannelAddStatusEnum,
     ChannelBox,
     ChannelRemoveStatusEnum,
-    GroupSendStatusEnum,
+    JoinOutcome,
     PresenceMember,
+    SendOutcome,
 )
 
 __all__ = ["GroupHandle", "WebSocketConsumer"]
@@ -60,10 +60,10 @@ class GroupHandle:
         self._consumer = consumer
         self.name = name
 
-    async def send(self, payload: Any, save_history: bool = False) -> GroupSendStatusEnum:
+    async def send(self, payload: Any, save_history: bool = False) -> SendOutcome:
         return await ChannelBox.group_send(self.name, payload, save_history)
 
-    async def join(self) -> ChannelAddStatusEnum:
+    async def join(self) -> JoinOutcome:
         return await self._consumer.join_group(self.name)
 
     async def leave(self) -> ChannelRemoveStatusEnum:
@@ -130,7 +130,7 @@ class WebSocketConsumer(WebSocketEndpoint):
             )
         return self.channel
 
-    async def join_group(self, group_name: str) -> ChannelAddStatusEnum:
+    async def join_group(self, group_name: str) -> JoinOutcome:
         return await ChannelBox.add_channel_to_group(self._channel(), group_name)
 
     async def leave_group(self, group_name: str) -> ChannelRemoveStatusEnum:
@@ -138,7 +138,7 @@ class WebSocketConsumer(WebSocketEndpoint):
 
     async def broadcast(
         self, payload: Any, group_name: str = "default", save_history: bool = False
-    ) -> GroupSendStatusEnum:
+    ) -> SendOutcome:
         return await ChannelBox.group_send(group_name, payload, save_history)
 
     async def send_to(self, channel_id: str, payload: Any) -> bool:

@@ -8,6 +8,7 @@ empty store (closed by the fixture's teardown). ``store`` is ``make_store(None)`
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 import pytest
 
 from nexios.encoding import default as nexios_encoding_default
+from nexios.exceptions import ConfigurationError
 from nexios.history.base import HistoryLimits, HistoryPage, HistoryStore
 
 __all__ = ["HistoryStoreConformance", "MakeStore"]
@@ -206,24 +208,42 @@ class HistoryStoreConformance:
 
     @pytest.mark.anyio
     async def test_age_bound_prunes_old_entries(self, make_store: MakeStore) -> None:
-        store = make_store(HistoryLimits(max_entries=100, max_age=0.2))
+        store = make_store(HistoryLimits(max_entries=100, max_age=0.4))
         await store.append("g", "text", b"old")
+        first = await store.append("g", "text", b"newer")
         await store.append("other", "text", b"old too")
-        assert seqs(await store.read("g")) == [1]
+        assert seqs(await store.read("g")) == [1, 2]
         # Age is the one bound that needs time to pass: poll until both groups expire.
         with anyio.fail_after(5):
             while await store.groups():
                 await anyio.sleep(0.05)
         assert await store.read("other") == []
-        expired = await store.read("g", since=0)
-        assert expired == [] and not expired.complete and expired.last_seq == 1
+        # the group was idle for max_age: its numbering went with its entries
+        freed = await store.read("g")
+        assert freed == [] and freed.last_seq == 0 and freed.epoch == ""
+        stale = await store.read("g", since=2, epoch=first.epoch)
+        assert stale == [] and not stale.complete
         new = await store.append("g", "text", b"new")
-        assert new.seq == 2
-        page = await store.read("g")
-        assert seqs(page) == [2] and page.first_seq == 2
-        assert not (await store.read("g", since=0)).complete
-        assert (await store.read("g", since=1)).complete
+        assert new.seq == 1 and new.epoch not in ("", first.epoch)
+        page = await store.read("g", since=0, epoch=new.epoch)
+        assert seqs(page) == [1] and page.complete and page.epoch == new.epoch
+        assert not (await store.read("g", since=2, epoch=first.epoch)).complete
         assert await store.groups() == ["g"]
+
+    @pytest.mark.anyio
+    async def test_age_bound_prunes_one_by_one_while_appending(self, make_store: MakeStore) -> None:
+        store = make_store(HistoryLimits(max_entries=100, max_age=0.3))
+        old = await store.append("g", "text", b"old")
+        with anyio.fail_after(5):
+            while True:
+                entry = await store.append("g", "text", b"new")
+                if (await store.read("g"))[0].seq > old.seq:
+                    break
+                await anyio.sleep(0.05)
+        # appends kept the numbering alive while the oldest entries aged out
+        page = await store.read("g", since=0, epoch=old.epoch)
+        assert not page.complete and page.epoch == old.epoch == entry.epoch
+        assert page.last_seq == entry.seq > 1
 
     # clear and groups
 
@@ -250,6 +270,17 @@ class HistoryStoreConformance:
         await store.clear("missing")  # clearing an unknown group is not an error
 
     @pytest.mark.anyio
+    async def test_clear_keeps_the_epoch(self, store: HistoryStore) -> None:
+        before = await store.append("a", "text", b"x")
+        await store.clear("a")
+        page = await store.read("a", limit=0)
+        assert page.epoch == before.epoch and page.last_seq == 1
+        await store.clear()
+        after = await store.append("a", "text", b"y")
+        assert (after.seq, after.epoch) == (2, before.epoch)
+        assert (await store.read("a", since=1, epoch=before.epoch)).complete
+
+    @pytest.mark.anyio
     async def test_groups_lists_groups_with_entries(self, store: HistoryStore) -> None:
         assert await store.groups() == []
         await fill(store, "room:2", 1)
@@ -257,3 +288,125 @@ class HistoryStoreConformance:
         assert sorted(await store.groups()) == ["room:1", "room:2"]
         await store.clear("room:1")
         assert await store.groups() == ["room:2"]
+
+    # epochs
+
+    @pytest.mark.anyio
+    async def test_every_numbering_has_an_epoch(self, store: HistoryStore) -> None:
+        a1 = await store.append("a", "text", b"1")
+        a2 = await store.append("a", "text", b"2")
+        b1 = await store.append("b", "text", b"1")
+        assert re.fullmatch(r"[0-9a-f]{16}", a1.epoch)
+        assert a1.epoch == a2.epoch and b1.epoch != a1.epoch
+        page = await store.read("a")
+        assert page.epoch == a1.epoch and {e.epoch for e in page} == {a1.epoch}
+        nobody = await store.read("nobody")
+        assert nobody.epoch == "" and nobody.last_seq == 0
+
+    @pytest.mark.anyio
+    async def test_read_with_the_groups_epoch(self, store: HistoryStore) -> None:
+        await fill(store, "g", 5)
+        epoch = (await store.read("g", limit=0)).epoch
+        page = await store.read("g", since=2, epoch=epoch)
+        assert seqs(page) == [3, 4, 5] and page.complete and page.epoch == epoch
+        assert seqs(await store.read("g", since=2, limit=1, epoch=epoch)) == [3]
+        assert seqs(await store.read("g", limit=2, epoch=epoch)) == [4, 5]
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("since", [None, 0, 2, 5])
+    async def test_read_with_another_epoch_returns_nothing(
+        self, store: HistoryStore, since: int | None
+    ) -> None:
+        await fill(store, "g", 5)
+        epoch = (await store.read("g", limit=0)).epoch
+        page = await store.read("g", since=since, epoch="0123456789abcdef")
+        assert page == [] and not page.complete
+        assert (page.epoch, page.last_seq) == (epoch, 5)
+
+    @pytest.mark.anyio
+    async def test_an_empty_epoch_is_fine_for_a_client_that_saw_nothing(
+        self, store: HistoryStore
+    ) -> None:
+        await fill(store, "g", 3)
+        page = await store.read("g", since=0, epoch="")
+        assert seqs(page) == [1, 2, 3] and page.complete
+        # but "" with a position means the numbers came from some other numbering
+        stale = await store.read("g", since=2, epoch="")
+        assert stale == [] and not stale.complete
+        # a group with no numbering has the epoch "", and nothing to lose
+        empty = await store.read("nobody", since=0, epoch="")
+        assert empty.complete and empty.epoch == ""
+        lost = await store.read("nobody", since=4, epoch="0123456789abcdef")
+        assert not lost.complete and lost.last_seq == 0
+
+    @pytest.mark.anyio
+    async def test_limit_zero_reads_the_position_only(self, store: HistoryStore) -> None:
+        await fill(store, "g", 4)
+        position = await store.read("g", limit=0)
+        assert position == [] and position.last_seq == 4 and position.complete
+        assert position.epoch == (await store.read("g")).epoch
+        assert (await store.read("g", since=1, limit=0)).complete
+        assert not (await store.read("g", since=1, limit=0, epoch="x" * 16)).complete
+
+    @pytest.mark.anyio
+    async def test_epoch_must_be_a_str(self, store: HistoryStore) -> None:
+        with pytest.raises(ValueError, match="epoch"):
+            await store.read("g", epoch=5)  # type: ignore[arg-type]
+
+    # idempotency
+
+    @pytest.mark.anyio
+    async def test_a_repeated_idempotency_key_saves_nothing(self, store: HistoryStore) -> None:
+        first = await store.append("g", "text", b"once", idempotency_key="k1")
+        await store.append("g", "text", b"between")
+        again = await store.append("g", "text", b"once", idempotency_key="k1")
+        assert not first.duplicate and again.duplicate
+        assert (again.seq, again.epoch) == (first.seq, first.epoch)
+        assert abs(again.created - first.created) < 0.01
+        assert [e.data for e in await store.read("g")] == [b"once", b"between"]
+        # keys are per group, and other keys are other messages
+        elsewhere = await store.append("h", "text", b"once", idempotency_key="k1")
+        other = await store.append("g", "text", b"twice", idempotency_key="k2")
+        assert not elsewhere.duplicate and not other.duplicate and other.seq == 3
+
+    @pytest.mark.anyio
+    async def test_concurrent_appends_with_one_key_save_once(self, store: HistoryStore) -> None:
+        entries = await asyncio.gather(
+            *(store.append("g", "json", orjson.dumps(i), idempotency_key="same") for i in range(30))
+        )
+        originals = [e for e in entries if not e.duplicate]
+        assert len(originals) == 1
+        assert {(e.seq, e.epoch) for e in entries} == {(originals[0].seq, originals[0].epoch)}
+        assert len(await store.read("g")) == 1
+
+    @pytest.mark.anyio
+    async def test_an_idempotency_key_is_forgotten_after_its_window(
+        self, make_store: MakeStore
+    ) -> None:
+        store = make_store(HistoryLimits(idempotency_window=0.2))
+        first = await store.append("g", "text", b"x", idempotency_key="k")
+        with anyio.fail_after(5):
+            while (entry := await store.append("g", "text", b"x", idempotency_key="k")).duplicate:
+                await anyio.sleep(0.05)
+        assert entry.seq > first.seq and entry.epoch == first.epoch
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("key", ["", "\ud800", "k" * 1025, 7])
+    async def test_bad_idempotency_keys_are_refused(self, store: HistoryStore, key: Any) -> None:
+        with pytest.raises(ConfigurationError, match="idempotency key"):
+            await store.append("g", "text", b"x", idempotency_key=key)
+        assert (await store.read("g")).last_seq == 0
+
+    # group names
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("group", ["bad \udc80 name", "g" * 1025, "é" * 513])
+    async def test_bad_group_names_are_refused_before_any_change(
+        self, store: HistoryStore, group: str
+    ) -> None:
+        with pytest.raises(ConfigurationError, match="group name"):
+            await store.append(group, "text", b"x")
+        assert await store.groups() == []
+        longest = "g" * 1024
+        assert (await store.append(longest, "text", b"x")).seq == 1
+        assert await store.groups() == [longest]

@@ -8,16 +8,21 @@ fixtures:
   process (so it must publish with another origin), whose receiver is
   ``second_recorder`` — or ``None`` for a one-process layer, which skips the
   cross-process tests.
+
+Saved messages use the layer's own default history store (fixture ``history``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
+import orjson
 import pytest
 
+from nexios.exceptions import ConfigurationError
+from nexios.history.base import HistoryStore
 from nexios.layers import base
 from nexios.layers.base import ChannelLayer, PresenceRecord, WireMessage
 
@@ -33,8 +38,11 @@ class Recorder:
         self.messages: Delivered = []
         self._arrived = asyncio.Event()
 
+        self.tasks: set[asyncio.Task[object] | None] = set()
+
     def __call__(self, group: str, message: WireMessage) -> None:
         self.messages.append((group, message))
+        self.tasks.add(asyncio.current_task())
         self._arrived.set()
 
     def data(self) -> list[tuple[str, bytes]]:
@@ -81,6 +89,12 @@ class ChannelLayerConformance:
     @pytest.fixture
     def second_recorder(self) -> Recorder:
         return Recorder()
+
+    @pytest.fixture
+    async def history(self, layer: ChannelLayer) -> AsyncIterator[HistoryStore]:
+        store = layer.default_history()
+        yield store
+        await store.close()
 
     # lifecycle and health
 
@@ -338,3 +352,193 @@ class ChannelLayerConformance:
         assert len(reaped) == len(members)
         assert set(reaped) == members
         assert await _ids(layer, "g0") == {"alive"}
+
+    # the receiver
+
+    @pytest.mark.anyio
+    async def test_receiver_is_called_in_publish_order_from_one_task(
+        self, layer: ChannelLayer, recorder: Recorder, second_layer: ChannelLayer | None
+    ) -> None:
+        other = _other(second_layer)
+        groups = [f"g{i}" for i in range(5)]
+        for group in groups:
+            assert await layer.subscribe(group) is True
+        # concurrent publishers: each group's messages must arrive in its publish order
+        await asyncio.gather(
+            *(
+                other.publish(group, WireMessage("json", b"%d" % i, seq=i))
+                for i in range(1, 61)
+                for group in groups
+            )
+        )
+        await recorder.wait_for_count(300)
+        for group in groups:
+            assert [m.seq for g, m in recorder.messages if g == group] == list(range(1, 61))
+        # synchronously, from the one reader task: never from the publishers' tasks
+        (task,) = recorder.tasks
+        assert task is not None and task is not asyncio.current_task()
+
+    # group names
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("group", ["lone \udcff surrogate", "x" * 1025, "é" * 600])
+    async def test_bad_group_names_change_nothing(
+        self, layer: ChannelLayer, history: HistoryStore, group: str
+    ) -> None:
+        await layer.subscribe("fine")
+        calls = [
+            layer.subscribe(group),
+            layer.publish(group, _text("x")),
+            layer.publish_saved(group, "text", b"x", history=history),
+            layer.publish_once(group, _text("x"), idempotency_key="k"),
+            layer.presence_add(group, "c1", b"", ttl=30),
+            layer.presence_list(group),
+        ]
+        for call in calls:
+            with pytest.raises(ConfigurationError, match="group name"):
+                await call
+        assert layer.health().subscribed_groups == 1
+        # undoing what cannot have been done is not an error
+        await layer.unsubscribe(group)
+        assert await layer.presence_remove(group, "c1") is False
+        assert await layer.presence_heartbeat([(group, "c1", b"")], ttl=30) == []
+        assert await layer.presence_reap() == []
+        assert await history.groups() == []
+
+    @pytest.mark.anyio
+    async def test_the_longest_group_name_works(
+        self, layer: ChannelLayer, recorder: Recorder, second_layer: ChannelLayer | None
+    ) -> None:
+        group = "é" * 512  # 1024 bytes
+        await layer.presence_add(group, "c1", b"i", ttl=30)
+        assert await layer.presence_list(group) == [PresenceRecord(group, "c1", b"i")]
+        if second_layer is not None:
+            await layer.subscribe(group)
+            await second_layer.publish(group, _text("long"))
+            await recorder.wait_for_count(1)
+            assert recorder.data() == [(group, b"long")]
+
+    # saved messages
+
+    @pytest.mark.anyio
+    async def test_publish_saved_numbers_stores_and_publishes(
+        self,
+        layer: ChannelLayer,
+        history: HistoryStore,
+        second_layer: ChannelLayer | None,
+        second_recorder: Recorder,
+    ) -> None:
+        if second_layer is not None:
+            await second_layer.subscribe("room")
+        results = [
+            await layer.publish_saved(
+                "room", "json", b'{"n":%d}' % i, history=history, seq_field="seq"
+            )
+            for i in range(3)
+        ]
+        entries = [r.entry for r in results]
+        assert all(e is not None and not e.duplicate for e in entries)
+        assert [e.seq for e in entries if e] == [1, 2, 3]
+        assert len({e.epoch for e in entries if e}) == 1 and not any(r.duplicate for r in results)
+        stamped = [{"seq": 1, "n": 0}, {"seq": 2, "n": 1}, {"seq": 3, "n": 2}]
+        # History keeps what members received: the seq field is in the saved data.
+        page = await history.read("room")
+        assert [orjson.loads(e.data) for e in page] == stamped
+        assert [orjson.loads(e.data) for e in entries if e] == stamped
+        assert page.epoch == entries[0].epoch  # type: ignore[union-attr]
+        if second_layer is None:
+            return
+        assert [r.receivers for r in results] == [1, 1, 1]
+        await second_recorder.wait_for_count(3)
+        received = [m for _, m in second_recorder.messages]
+        assert [(m.seq, m.epoch) for m in received] == [(e.seq, e.epoch) for e in entries if e]
+        assert [orjson.loads(m.data) for m in received] == stamped
+        assert [orjson.loads(m.delivered_data()) for m in received] == stamped
+
+    @pytest.mark.anyio
+    async def test_publish_saved_with_a_used_key_does_nothing(
+        self,
+        layer: ChannelLayer,
+        history: HistoryStore,
+        second_layer: ChannelLayer | None,
+        second_recorder: Recorder,
+    ) -> None:
+        if second_layer is not None:
+            await second_layer.subscribe("room")
+        first = await layer.publish_saved(
+            "room", "text", b"once", history=history, idempotency_key="k"
+        )
+        retry = await layer.publish_saved(
+            "room", "text", b"once", history=history, idempotency_key="k"
+        )
+        assert first.entry is not None and retry.entry is not None
+        assert not first.duplicate and retry.duplicate and retry.receivers == 0
+        assert (retry.entry.seq, retry.entry.epoch) == (first.entry.seq, first.entry.epoch)
+        assert [e.data for e in await history.read("room")] == [b"once"]
+        if second_layer is not None:
+            await layer.publish_saved("room", "text", b"marker", history=history)
+            await second_recorder.wait_for_count(2)
+            assert second_recorder.data() == [("room", b"once"), ("room", b"marker")]
+
+    @pytest.mark.anyio
+    async def test_publish_once_delivers_once_per_key(
+        self, layer: ChannelLayer, second_layer: ChannelLayer | None, second_recorder: Recorder
+    ) -> None:
+        if second_layer is not None:
+            await second_layer.subscribe("room")
+        first = await layer.publish_once("room", _text("a"), idempotency_key="k1")
+        retry = await layer.publish_once("room", _text("a"), idempotency_key="k1")
+        other_key = await layer.publish_once("room", _text("b"), idempotency_key="k2")
+        other_group = await layer.publish_once("lobby", _text("c"), idempotency_key="k1")
+        assert [r.duplicate for r in (first, retry, other_key, other_group)] == [
+            False,
+            True,
+            False,
+            False,
+        ]
+        assert retry.receivers == 0 and retry.entry is None
+        if second_layer is not None:
+            assert (first.receivers, other_key.receivers) == (1, 1)
+            await layer.publish("room", _text("marker"))
+            await second_recorder.wait_for_count(3)
+            assert second_recorder.data() == [("room", b"a"), ("room", b"b"), ("room", b"marker")]
+
+    # presence heartbeat
+
+    @pytest.mark.anyio
+    async def test_heartbeat_extends_and_adds_back_what_vanished(self, layer: ChannelLayer) -> None:
+        await layer.presence_add("room", "kept", b"k", ttl=0.3)
+        await layer.presence_add("room", "expiring", b"e", ttl=0.05)
+        await layer.presence_add("room", "left", b"l", ttl=30)
+        assert await layer.presence_remove("room", "left")
+
+        async def reaped() -> bool:
+            return PresenceRecord("room", "expiring", b"e") in await layer.presence_reap()
+
+        await eventually(reaped)  # reaped while "this process" stalled
+        entries = [
+            ("room", "kept", b"k"),
+            ("room", "expiring", b"e"),
+            ("lobby", "new", b"n"),
+        ]
+        added = await layer.presence_heartbeat(entries, ttl=30)
+        assert sorted(added, key=lambda r: r.channel_id) == [
+            PresenceRecord("room", "expiring", b"e"),
+            PresenceRecord("lobby", "new", b"n"),
+        ]
+        assert await _ids(layer, "room") == {"kept", "expiring"}
+        assert await layer.presence_list("lobby") == [PresenceRecord("lobby", "new", b"n")]
+        # extended: nothing expires within the old ttl, and a second beat adds nothing
+        assert await layer.presence_heartbeat(entries, ttl=30) == []
+        assert await layer.presence_heartbeat([], ttl=30) == []
+
+    @pytest.mark.anyio
+    async def test_heartbeat_keeps_members_alive_past_their_ttl(self, layer: ChannelLayer) -> None:
+        await layer.presence_add("room", "c1", b"1", ttl=0.2)
+        await layer.presence_add("room", "c2", b"2", ttl=0.2)
+        deadline = anyio.current_time() + 0.6
+        while anyio.current_time() < deadline:
+            assert await layer.presence_heartbeat([("room", "c1", b"1")], ttl=0.2) == []
+            await layer.presence_reap()
+            await anyio.sleep(0.05)
+        assert await _ids(layer, "room") == {"c1"}

@@ -1,0 +1,601 @@
+"""What the Redis channel layer and the Redis history store share.
+
+- :func:`client_from_url`: a client whose connections load every Lua script as they
+  connect, never wait for a pooled connection with a deadline, and carry no socket or
+  connect timeout of redis-py's (its socket timeout is built on ``asyncio.wait_for``,
+  which loses cancellations on Python 3.11, and neither knows a busy event loop from a
+  slow server); every call is bounded by :func:`bounded` instead.
+- :class:`CommandQueue`: concurrent calls are coalesced into pipelines on a few
+  connections ("lanes"); calls on the ordered lane run in the order they were made.
+  Waiting in the queue is not an outage: only a batch the server does not answer within
+  the timeout, or a refused connection, is.
+- :func:`driver_errors`: the boundary where redis-py's errors become nexios's:
+  :class:`~nexios.exceptions.BackendUnavailableError` when the server cannot be reached,
+  the caller's error class when it answered with an error.
+- :class:`KeySpace`: every key and channel name. A group's keys and its pub/sub channel
+  carry the hash tag ``{g:<group>}``, so they share one Redis Cluster hash slot and every
+  per-group script stays within one slot.
+- Lua scripts live in ``nexios/lua/*.lua``, read once; a line ``-- @include name``
+  is replaced by ``name.lua`` when the script is loaded (the server-clock snippet
+  ``now_ms.lua`` is written once and composed into every script that needs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import importlib.resources
+import re
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from nexios.exceptions import BackendUnavailableError, ChannelError, ConfigurationError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LINK_ERRORS",
+    "Bounded",
+    "CommandQueue",
+    "KeySpace",
+    "LoopClock",
+    "Script",
+    "bounded",
+    "client_from_url",
+    "describe_error",
+    "driver_errors",
+    "load_script",
+    "redact_url",
+    "redis_address",
+    "server_identity",
+    "text_of",
+]
+
+DEFAULT_TIMEOUT = 2.0
+"""Seconds a command batch may wait for the server's answer before it is an outage."""
+
+LINK_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Errors that mean "the server cannot be reached" (``TimeoutError`` is an ``OSError``)."""
+
+LANES = 4
+"""Connections a :class:`CommandQueue` runs batches on (the ordered lane is one of them)."""
+MAX_BATCH = 512
+"""Commands per pipeline."""
+MAX_QUEUED = 200_000
+"""Calls waiting in one queue; one more is refused with a ChannelError (overload)."""
+
+_INCLUDE = re.compile(r"^[ \t]*-- @include (\w+)[ \t]*$", re.MULTILINE)
+
+
+# -- Lua ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script with its includes expanded, and the SHA1 ``EVALSHA`` calls it by."""
+
+    name: str
+    source: str
+    sha: str
+
+
+@functools.cache
+def _lua_text(name: str) -> str:
+    return importlib.resources.files("nexios").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def _expand(name: str, seen: tuple[str, ...] = ()) -> str:
+    if name in seen:
+        raise RuntimeError(f"Lua include cycle: {' -> '.join((*seen, name))}")
+
+    def include(match: re.Match[str]) -> str:
+        return _expand(match.group(1), (*seen, name))
+
+    return _INCLUDE.sub(include, _lua_text(name))
+
+
+@functools.cache
+def load_script(name: str) -> Script:
+    """``nexios/lua/<name>.lua`` with its ``-- @include`` lines expanded (read once)."""
+    source = _expand(name)
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+
+
+# -- clients and errors ------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def describe_error(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, TimeoutError) and not text:
+        return "timed out"
+    return text or type(exc).__name__
+
+
+def client_from_url(
+    url: str, *, timeout: float, scripts: Sequence[Script] = (), max_connections: int = LANES + 2
+) -> aioredis.Redis:
+    """A command client for ``url`` (see the module docstring).
+
+    Each new connection loads ``scripts`` before its first command, so a restarted server
+    (which forgets its script cache) never answers ``NOSCRIPT`` to a batch. One immediate
+    retry on a connection error: a pooled connection may have died with a restarted
+    server, and a fresh connect then succeeds (or is refused at once).
+    """
+
+    async def connect(connection: AbstractConnection) -> None:
+        await connection.on_connect()
+        if scripts:
+            await connection.send_packed_command(
+                connection.pack_commands([("SCRIPT", "LOAD", s.source) for s in scripts])
+            )
+            for _ in scripts:
+                await connection.read_response()
+
+    try:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=None,
+            socket_timeout=None,
+            socket_connect_timeout=None,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            redis_connect_func=connect,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"Invalid Redis URL {redact_url(url)!r}: {exc}. "
+            "Expected e.g. redis://127.0.0.1:6379/0 or unix:///run/redis.sock"
+        ) from exc
+    return aioredis.Redis.from_pool(pool)
+
+
+def redis_address(client: aioredis.Redis) -> str:
+    """``host:port`` (or the socket path) the client talks to, for error messages."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+def server_identity(client: aioredis.Redis) -> str:
+    """Address and database: two clients with the same identity share every key."""
+    return f"{redis_address(client)}/{client.connection_pool.connection_kwargs.get('db', 0)}"
+
+
+@contextlib.contextmanager
+def driver_errors(
+    address: str, action: str, *, failure: type[ChannelError], hint: str = ""
+) -> Iterator[None]:
+    """Map redis-py errors raised inside the block to nexios errors.
+
+    ``action`` completes "could not ..." / "failed to ...", e.g. "read the history of 'a'".
+    """
+    try:
+        yield
+    except LINK_ERRORS as exc:
+        raise BackendUnavailableError(
+            f"Redis at {address} is unreachable ({describe_error(exc)}): could not {action}."
+            + (f" {hint}" if hint else "")
+        ) from exc
+    except RedisError as exc:
+        raise failure(f"Redis at {address} failed to {action}: {exc}") from exc
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Key and channel names under ``prefix`` on one server (``server``: address/db).
+
+    Per group ``g``: ``{prefix}:{g:<g>}`` is the pub/sub channel and the stem of its
+    keys: ``:h`` history stream, ``:m`` numbering (hash: ``seq``, ``epoch``), ``:i:<key>``
+    idempotency of saved publishes, ``:u:<key>`` of unsaved ones (``<key>`` is a digest
+    of the idempotency key), ``:p`` presence (zset of channel ids scored by expiry) and
+    ``:pi`` presence info (hash). What follows the last ``}`` of a key never contains
+    one, so no group name can make one group's key another's. Shared:
+    ``{prefix}:pidx``, the presence expiry index (see ``presence_reap.lua``).
+
+    Towards Redis Cluster: every per-group script (append, publish, presence of one
+    group) touches one slot. What spans groups is meant to be split per slot there: the
+    expiry index becomes one index per slot (its tag chosen to hash into that slot), and
+    heartbeat/refresh chunks group their entries by slot.
+    """
+
+    server: str
+    prefix: str
+    group_head: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group_head", f"{self.prefix}:{{g:")
+
+    def stem(self, group: str) -> str:
+        return f"{self.group_head}{group}}}"
+
+    def channel(self, group: str) -> bytes:
+        return self.stem(group).encode()
+
+    def group_of_channel(self, channel: bytes) -> str | None:
+        """The group a channel name belongs to, or None for a foreign channel."""
+        head = self.group_head.encode()
+        if not channel.startswith(head) or not channel.endswith(b"}"):
+            return None
+        try:
+            return channel[len(head) : -1].decode()
+        except UnicodeDecodeError:
+            return None
+
+    def stream(self, group: str) -> str:
+        return f"{self.stem(group)}:h"
+
+    def meta(self, group: str) -> str:
+        return f"{self.stem(group)}:m"
+
+    def saved_key(self, group: str, idempotency_key: str | None) -> str:
+        return f"{self.stem(group)}:i:{_digest(idempotency_key or '')}"
+
+    def unsaved_key(self, group: str, idempotency_key: str) -> str:
+        return f"{self.stem(group)}:u:{_digest(idempotency_key)}"
+
+    def presence(self, group: str) -> tuple[str, str]:
+        stem = self.stem(group)
+        return f"{stem}:p", f"{stem}:pi"
+
+    @property
+    def presence_index(self) -> str:
+        return f"{self.prefix}:pidx"
+
+    def stream_pattern(self) -> str:
+        """A ``SCAN MATCH`` pattern for every group's stream."""
+        return f"{_glob_escape(self.group_head)}*}}:h"
+
+    def group_of_stream(self, key: bytes | str) -> str:
+        text = key.decode() if isinstance(key, bytes) else key
+        return text[len(self.group_head) : -len("}:h")]
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+# -- history appends (the history store and the layer's publish_saved share them) --------
+
+
+def text_of(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- deadlines ---------------------------------------------------------------------------
+
+TICK = 0.01
+"""How often the loop clock samples the event loop's lateness while a deadline runs."""
+MAX_STRETCH = 30
+"""How far a busy event loop may stretch a deadline (a multiple of it)."""
+
+
+class LoopClock:
+    """Time the event loop was busy running callbacks, sampled while deadlines run.
+
+    A timer that runs late shows that the loop was busy elsewhere for that long: time
+    in which a reply from Redis may have been waiting, unread. One clock per loop; it
+    ticks every :data:`TICK` seconds while a deadline uses it, and stops by itself once
+    none does.
+    """
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClock] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.busy = 0.0
+        self.users = 0
+        self._ticking = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> LoopClock:
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def acquire(self) -> None:
+        self.users += 1
+        if not self._ticking:
+            self._ticking = True
+            due = self._loop.time() + TICK
+            self._loop.call_at(due, self._sample, due)
+
+    def release(self) -> None:
+        self.users -= 1
+
+    def _sample(self, due: float) -> None:
+        now = self._loop.time()
+        self.busy += max(0.0, now - due)
+        if self.users:
+            self._loop.call_at(now + TICK, self._sample, now + TICK)
+        else:
+            self._ticking = False
+
+
+class Bounded:
+    """The context manager :func:`bounded` returns."""
+
+    __slots__ = ("_began", "_busy_before", "_check", "_clock", "_loop", "_seconds", "_timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        clock = self._clock = LoopClock.of(loop)
+        self._began = loop.time()
+        self._busy_before = clock.busy
+        clock.acquire()
+        self._timeout = asyncio.timeout(None)
+        await self._timeout.__aenter__()
+        self._check = loop.call_at(self._began + self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        now = self._loop.time()
+        free = now - self._began - (self._clock.busy - self._busy_before)
+        if free < self._seconds and now < self._began + MAX_STRETCH * self._seconds:
+            self._check = self._loop.call_at(now + self._seconds - free, self._expire)
+        else:
+            self._timeout.reschedule(now)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self._check.cancel()
+        self._clock.release()
+        await self._timeout.__aexit__(exc_type, exc, tb)
+
+
+def bounded(seconds: float) -> Bounded:
+    """``asyncio.timeout(seconds)`` that does not blame Redis for a busy event loop.
+
+    Only time in which the loop was free counts: while a join storm or a big fan-out
+    keeps the loop busy, a reply may be waiting unread, so the deadline moves on by the
+    time the loop spent elsewhere (:class:`LoopClock`). A silent server times out after
+    ``seconds`` of free loop time; a loop that never frees up gives up after
+    :data:`MAX_STRETCH` times ``seconds``. Raises ``TimeoutError``.
+    """
+    return Bounded(seconds)
+
+
+# -- the command queue -------------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    calls: deque[_Call] = field(default_factory=deque)
+    busy: bool = False
+    task: asyncio.Task[None] | None = None
+
+
+class CommandQueue:
+    """Runs commands for one client, coalescing concurrent calls into pipelines.
+
+    ``ordered=True`` calls go to one lane and run in call order; other calls go to the
+    least busy of the remaining lanes. A call on an idle lane runs at once in the
+    caller's task; calls made while the lane is busy gather and run as one pipeline
+    when it is free (group commit). A command or batch the server does not answer
+    within ``timeout``, or a connection that cannot be made, fails with the driver's
+    error, and so do the calls queued behind it on that lane (the server is down for
+    them too). A caller cancelled while its call waits in the queue takes it out.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        timeout: float,
+        lanes: int = LANES,
+        max_batch: int = MAX_BATCH,
+        max_queued: int = MAX_QUEUED,
+        scripts: Sequence[Script] = (),
+    ) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._lanes = [_Lane() for _ in range(max(1, lanes))]
+        self._max_batch = max_batch
+        self._max_queued = max_queued
+        self._scripts = tuple(scripts)
+        self.batches = 0
+        """Pipelines sent so far (for tests and benchmarks)."""
+
+    async def call(self, *args: Any, ordered: bool = True) -> Any:
+        """Run one command; its reply, or the driver's exception."""
+        return await self._submit(_Call(args), ordered)
+
+    async def script(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, ordered: bool = True
+    ) -> Any:
+        """Run a Lua script by its SHA1 (every connection loaded it when it connected)."""
+        return await self._submit(_Call(_evalsha(script, keys, args)), ordered)
+
+    def submit_script(
+        self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, ordered: bool = True
+    ) -> asyncio.Future[Any]:
+        """Queue a script now and return its future: calls queued together stay in order."""
+        call = _Call(_evalsha(script, keys, args))
+        self._queue(call, self._pick(ordered))
+        assert call.future is not None
+        return call.future
+
+    async def _submit(self, call: _Call, ordered: bool) -> Any:
+        lane = self._pick(ordered)
+        if lane.busy or lane.calls:
+            return await self._queue(call, lane)
+        lane.busy = True
+        try:
+            async with bounded(self._timeout):
+                return await self._direct(call.args)
+        except LINK_ERRORS as exc:
+            _fail(lane.calls, exc)
+            lane.calls.clear()
+            raise
+        finally:
+            lane.busy = False
+            self._wake(lane)
+
+    def _queue(self, call: _Call, lane: _Lane) -> asyncio.Future[Any]:
+        if len(lane.calls) >= self._max_queued:
+            raise ChannelError(
+                f"{len(lane.calls)} Redis operations are already waiting: the server is "
+                "slower than the load. Retry later, or spread the load over time."
+            )
+        call.future = asyncio.get_running_loop().create_future()
+        lane.calls.append(call)
+        self._wake(lane)
+        return call.future
+
+    def _pick(self, ordered: bool) -> _Lane:
+        if ordered or len(self._lanes) == 1:
+            return self._lanes[0]
+        return min(self._lanes[1:], key=lambda lane: lane.busy + len(lane.calls))
+
+    def _wake(self, lane: _Lane) -> None:
+        if lane.calls and not lane.busy and lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._drain(lane), name="nexios-redis-commands"
+            )
+
+    async def _drain(self, lane: _Lane) -> None:
+        try:
+            while lane.calls and not lane.busy:
+                batch = self._take(lane)
+                if batch:
+                    lane.busy = True
+                    try:
+                        await self._run(lane, batch)
+                    finally:
+                        lane.busy = False
+        finally:
+            lane.task = None
+        self._wake(lane)  # calls that came while the last batch finished
+
+    def _take(self, lane: _Lane) -> list[_Call]:
+        batch: list[_Call] = []
+        while lane.calls and len(batch) < self._max_batch:
+            call = lane.calls.popleft()
+            if call.future is not None and not call.future.done():  # done: caller gave up
+                batch.append(call)
+        return batch
+
+    async def _run(self, lane: _Lane, batch: list[_Call]) -> None:
+        try:
+            async with bounded(self._timeout):
+                replies = await self._pipeline([call.args for call in batch])
+        except asyncio.CancelledError:
+            _fail(batch, RedisConnectionError("the Redis client was closed"))
+            raise
+        except LINK_ERRORS as exc:
+            _fail(batch, exc)
+            _fail(lane.calls, exc)
+            lane.calls.clear()
+            return
+        except RedisError as exc:
+            _fail(batch, exc)
+            return
+        self.batches += 1
+        for call, reply in zip(batch, replies, strict=True):
+            if call.future is None or call.future.done():
+                continue
+            if isinstance(reply, Exception):
+                call.future.set_exception(reply)
+            else:
+                call.future.set_result(reply)
+
+    async def _direct(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await self._load_scripts()
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        replies = await self._pipeline_once(commands)
+        failed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if failed:
+            # Someone flushed the script cache (SCRIPT FLUSH; a restart reconnects and
+            # reloads): load again and rerun what failed. Those calls then run after the
+            # rest of their batch, the one case where calls may run out of order.
+            await self._load_scripts()
+            again = await self._pipeline_once([commands[i] for i in failed])
+            for i, reply in zip(failed, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline_once(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _load_scripts(self) -> None:
+        for script in self._scripts:
+            await self._client.script_load(script.source)
+
+    async def close(self) -> None:
+        """Fail what is queued, stop the lanes (bounded), close the connections.
+
+        A call made afterwards connects again.
+        """
+        closed = RedisConnectionError("the Redis client was closed")
+        tasks = []
+        for lane in self._lanes:
+            _fail(lane.calls, closed)
+            lane.calls.clear()
+            if lane.task is not None:
+                lane.task.cancel()
+                tasks.append(lane.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._timeout)
+        with contextlib.suppress(*LINK_ERRORS, RedisError):
+            await self._client.aclose()
+
+
+def _evalsha(script: Script, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _fail(calls: Iterable[_Call], exc: BaseException) -> None:
+    for call in calls:
+        if call.future is not None and not call.future.done():
+            call.future.set_exception(exc)

@@ -1,0 +1,7 @@
+-- Publish unless the idempotency key was used within its window.
+-- KEYS[1] the idempotency key. ARGV[1] window ms, ARGV[2] channel, ARGV[3] wire message.
+-- Returns {duplicate (0/1), receivers}.
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  return {0, redis.call('PUBLISH', ARGV[2], ARGV[3])}
+end
+return {1, 0}
