@@ -128,6 +128,18 @@ class Sender(abc.ABC):
         self.dropped = 0
         """Messages dropped by a ``DROP_*`` policy."""
         self.closed = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    async def _until_idle(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _went_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @abc.abstractmethod
     def put(self, frame: Frame) -> bool:
@@ -225,7 +237,6 @@ class AsgiSender(Sender):
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
         self.send_started: float | None = None
 
     @property
@@ -299,15 +310,7 @@ class AsgiSender(Sender):
     async def drain(self) -> None:
         if self.closed or not self.pending:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append(waiter)
-        await waiter
-
-    def _went_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._until_idle()
 
     def overdue(self, now: float) -> bool:
         started = self.send_started
@@ -374,7 +377,6 @@ class FrameSender(Sender):
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._scheduled = False
-        self._idle_waiters: list[asyncio.Future[None]] = []
         # Progress tracking for the deadline: bytes written since the last check, the
         # transport backlog then, and since when no byte has moved.
         self._written = 0
@@ -466,15 +468,7 @@ class FrameSender(Sender):
         self.flush()
         if self.closed or not self._queue:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append(waiter)
-        await waiter
-
-    def _went_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._until_idle()
 
     def overdue(self, now: float) -> bool:
         if self._queue:
