@@ -5,6 +5,7 @@
     NexiosError
     ├── ConfigurationError (also TypeError)   bad registration, bad setting or URL
     ├── HTTPException                          abort an HTTP handler with a status
+    ├── NoMatchFound (also LookupError)        url_for(): no route by that name and params
     ├── WebSocketError
     │   ├── WebSocketDisconnect                the peer is gone (carries the close code)
     │   ├── WebSocketStateError (also RuntimeError)   the socket is used out of order
@@ -33,6 +34,7 @@ __all__ = [
     "HistoryStoreError",
     "InvalidJSONError",
     "NexiosError",
+    "NoMatchFound",
     "ProtocolError",
     "WebSocketDisconnect",
     "WebSocketError",
@@ -64,6 +66,10 @@ class HTTPException(NexiosError):
         self.status_code = status_code
         self.detail = detail
         self.headers = headers
+
+
+class NoMatchFound(NexiosError, LookupError):
+    """``url_for()`` found no route with that name taking exactly those parameters."""
 
 
 class WebSocketError(NexiosError):

@@ -255,11 +255,8 @@ def test_channel_signature() -> None:
     from nexios.websockets.channels import Channel, PayloadTypeEnum
 
     parameters = inspect.signature(Channel).parameters
-    positional = [p.name for p in parameters.values() if p.kind is not p.KEYWORD_ONLY]
-    assert positional == ["websocket", "payload_type", "expires", "metadata"]
-    # Beyond API.md: keyword-only options with defaults (framer=, for protocol members).
-    extra = [p for p in parameters.values() if p.kind is p.KEYWORD_ONLY]
-    assert all(p.default is not inspect.Parameter.empty for p in extra), extra
+    assert list(parameters) == ["websocket", "payload_type", "expires", "metadata", "framer"]
+    assert parameters["framer"].kind is inspect.Parameter.KEYWORD_ONLY
     assert PayloadTypeEnum(parameters["payload_type"].default) is PayloadTypeEnum.JSON
     assert parameters["expires"].default is None
     assert parameters["metadata"].default is None
