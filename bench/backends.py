@@ -13,8 +13,11 @@ pointing at the other checkout).
 - ``reap``: N groups with one member each (added by "another process"); Redis commands
   (``INFO commandstats``) and time of one ``presence_reap`` by a process with no members,
   then with 1 % of the members expired.
-- ``join-storm``: N concurrent ``subscribe`` + ``presence_add`` on one layer, on N
-  distinct groups and on one group: failures and time.
+- ``publish``: microseconds per message of ``publish``, of ``append`` then
+  ``publish`` (a saved message in two steps) and, where it exists, ``publish_saved``;
+  awaited one by one, and N at once.
+- ``join-storm``: N joins at once on one layer, each a concurrent ``subscribe`` and
+  ``presence_add``, on N distinct groups and on one group: failures and time.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import argparse
 import asyncio
 import gc
 import json
+import statistics
+import sys
 import time
 import uuid
 from typing import Any
@@ -129,6 +134,7 @@ async def reap(size: int) -> None:
                     for i in range(start, min(size, start + 500))
                 )
             )
+        await reaper.presence_reap()  # connect (and load scripts) before counting
         expiring = max(1, size // 100)
         for case in ("nothing expired", f"{expiring} expired"):
             if case != "nothing expired":
@@ -184,8 +190,9 @@ async def join_storm(size: int) -> None:
             # the layer still works: a message published elsewhere arrives
             other = RedisLayer(url, origin=uuid.uuid4().bytes)
             await other.start(lambda group, message: None)
-            target = "group-0" if shape == "distinct groups" else "lobby"
-            await other.publish(target, WireMessage("text", b"x"))
+            await other.publish(
+                "group-0" if shape == "distinct groups" else "lobby", WireMessage("text", b"x")
+            )
             _emit(
                 scenario="join-storm",
                 joins=size,
@@ -205,11 +212,75 @@ async def join_storm(size: int) -> None:
             await raw.aclose()
 
 
+async def publish(size: int) -> None:
+    """Publishing cost on one layer: awaited one by one, and all at once."""
+    with redis_server() as url:
+        layer = RedisLayer(url)
+        await layer.start(lambda group, message: None)
+        listener = RedisLayer(url, origin=uuid.uuid4().bytes)
+        await listener.start(lambda group, message: None)
+        await listener.subscribe("room")
+        history = layer.default_history()
+        message = WireMessage("json", b'{"text":"hello, world"}')
+        await layer.publish("room", message)  # connect first
+
+        async def one_by_one(step: Any) -> float:
+            began = time.perf_counter()
+            for _ in range(size):
+                await step()
+            return (time.perf_counter() - began) / size * 1e6
+
+        async def all_at_once(step: Any) -> float:
+            began = time.perf_counter()
+            await asyncio.gather(*(step() for _ in range(size)))
+            return (time.perf_counter() - began) / size * 1e6
+
+        async def unsaved() -> None:
+            await layer.publish("room", message)
+
+        async def append_then_publish() -> None:
+            entry = await history.append("room", "json", message.data)
+            await layer.publish("room", WireMessage("json", message.data, entry.seq))
+
+        steps = {"publish": unsaved, "append+publish": append_then_publish}
+        if hasattr(layer, "publish_saved"):
+
+            async def saved() -> None:
+                await layer.publish_saved("room", "json", message.data, history=history)
+
+            steps["publish_saved"] = saved
+        rounds = 7
+        for shape, run in (("one by one", one_by_one), ("all at once", all_at_once)):
+            samples: dict[str, list[float]] = {name: [] for name in steps}
+            for _ in range(rounds):  # interleaved, so that load from others hits all alike
+                for name, step in steps.items():
+                    try:
+                        samples[name].append(await run(step))
+                    except Exception as exc:
+                        samples[name].append(float("nan"))
+                        print(f"# {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            for name, values in samples.items():
+                _emit(
+                    scenario="publish",
+                    call=name,
+                    shape=shape,
+                    messages=size,
+                    rounds=rounds,
+                    failed_rounds=sum(v != v for v in values),
+                    us_per_message_min=round(min(values), 1),
+                    us_per_message_median=round(statistics.median(values), 1),
+                )
+        await history.close()
+        await listener.stop()
+        await layer.stop()
+
+
 SCENARIOS = {
     "memory-history": memory_history,
     "redis-history": redis_history,
     "reap": reap,
     "join-storm": join_storm,
+    "publish": publish,
 }
 
 
@@ -218,7 +289,12 @@ def main() -> None:
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--size", type=int, action="append", help="groups / joins (repeatable)")
     args = parser.parse_args()
-    defaults = {"memory-history": [50_000], "redis-history": [20_000], "reap": [20_000, 80_000]}
+    defaults = {
+        "memory-history": [50_000],
+        "redis-history": [20_000],
+        "reap": [20_000, 80_000],
+        "publish": [2_000],
+    }
     for size in args.size or defaults.get(args.scenario, [20_000]):
         asyncio.run(SCENARIOS[args.scenario](size))
 

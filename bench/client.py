@@ -4,10 +4,14 @@
 and talks to ``bench.run`` over stdout, one JSON object per line:
 
 - ``{"event": "start"}`` / ``{"event": "stop"}`` bracket the measured window (the
-  runner samples both processes' CPU time there);
+  runner samples both processes' CPU time there); after ``start`` the client waits for
+  a line on stdin, so the window cannot begin before the runner's first sample, however
+  late a busy machine lets the runner read;
 - ``{"event": "baseline"}`` / ``{"event": "connected"}`` (memory): the client then
   waits for a line on stdin, so the runner can read the server's RSS at rest;
-- ``{"event": "result", ...}`` last.
+- ``{"event": "result", ...}`` last, with ``client_cpu``: this process's CPU time over
+  the window, from ``time.process_time()`` (``/proc`` counts in 10 ms ticks, too coarse
+  for a 0.2 s window in which the client does little).
 
 Callbacks are synchronous picows listeners, so the client spends little per frame;
 the runner reports its CPU so that a saturated client would be visible.
@@ -39,6 +43,12 @@ def emit(event: str, **fields: Any) -> None:
 
 async def wait_for_runner() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+async def start_window() -> None:
+    """Open the measured window once the runner has taken its first CPU sample."""
+    emit("start")
+    await wait_for_runner()
 
 
 class EchoClient(WSListener):  # type: ignore[misc]
@@ -134,13 +144,14 @@ async def run_echo(spec: dict[str, Any]) -> dict[str, Any]:
         transport.send(_TEXT, EchoClient.payload)
     await asyncio.sleep(spec["warmup"])
     count = EchoClient.counter
-    emit("start")
-    begin, first = time.perf_counter(), count[0]
+    await start_window()
+    begin, cpu, first = time.perf_counter(), time.process_time(), count[0]
     await asyncio.sleep(spec["duration"])
     elapsed, done = time.perf_counter() - begin, count[0] - first
+    cpu = time.process_time() - cpu
     emit("stop")
     await close_all(transports)
-    return {"rate": done / elapsed}
+    return {"rate": done / elapsed, "client_cpu": cpu / elapsed}
 
 
 async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
@@ -151,6 +162,18 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         share = members // len(urls) + (1 if index < members % len(urls) else 0)
         transports += await connect_many(url + "/member", share, Member)
     publisher, _ = await ws_connect(Idle, urls[0] + "/pub")
+    result = await drive_fanout(publisher, fanout, spec)
+    publisher.disconnect()
+    await close_all(transports)
+    return result
+
+
+async def drive_fanout(
+    publisher: WSTransport, fanout: FanOut, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Broadcast through ``publisher`` until every member is reached, then measure:
+    latency (one at a time, or paced) and throughput (``window`` in flight)."""
+    members = fanout.members
     size, seq = spec["payload"], 0
 
     async def one(timeout: float) -> int:
@@ -174,16 +197,32 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(3):
         await one(10)
 
-    # Latency: one broadcast at a time, until count or time runs out.
     latencies: list[int] = []
-    stop_at = time.monotonic() + spec["latency_time"]
-    while len(latencies) < spec["latency_count"] and time.monotonic() < stop_at:
-        latencies.append(await one(10))
+    paced = spec.get("paced_rate")
+    if paced:
+        # Latency at a steady rate: one broadcast every 1/rate s, whatever is in flight.
+        first_paced = seq + 1
+        interval = 1.0 / paced
+        next_at = time.monotonic()
+        for _ in range(spec["latency_count"]):
+            seq += 1
+            publisher.send(_TEXT, broadcast_payload(seq, size))
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        while len(latencies) < spec["latency_count"]:
+            done_seq, latency = await asyncio.wait_for(fanout.done.get(), 10)
+            if done_seq >= first_paced:
+                latencies.append(latency)
+    else:
+        # Latency: one broadcast at a time, until count or time runs out.
+        stop_at = time.monotonic() + spec["latency_time"]
+        while len(latencies) < spec["latency_count"] and time.monotonic() < stop_at:
+            latencies.append(await one(10))
 
     # Throughput: keep `window` broadcasts in flight for `duration`.
     window = spec["window"]
-    emit("start")
-    begin, first = time.perf_counter(), fanout.delivered()
+    await start_window()
+    begin, cpu, first = time.perf_counter(), time.process_time(), fanout.delivered()
     for _ in range(window):
         seq += 1
         publisher.send(_TEXT, broadcast_payload(seq, size))
@@ -193,15 +232,15 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         seq += 1
         publisher.send(_TEXT, broadcast_payload(seq, size))
     elapsed, delivered = time.perf_counter() - begin, fanout.delivered() - first
+    cpu = time.process_time() - cpu
     emit("stop")
-    publisher.disconnect()
-    await close_all(transports)
     latencies.sort()
     return {
         "rate": delivered / elapsed,
         "p50_ms": _percentile(latencies, 0.50) / 1e6,
         "p99_ms": _percentile(latencies, 0.99) / 1e6,
         "broadcasts": len(latencies),
+        "client_cpu": cpu / elapsed,
     }
 
 

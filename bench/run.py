@@ -61,8 +61,32 @@ class App:
     ws: str = "websockets-sansio"
     env: dict[str, str] = field(default_factory=dict)
     root: Path = ROOT
-    """The tree the server runs from (its ``nexios`` and ``bench``): another checkout
-    measures code before a change in the same run."""
+    """The checkout the server imports nexios and the bench apps from (``--baseline``)."""
+
+
+STANDALONE = {"PYTHONPATH": str(ROOT / "bench" / "standalone")}
+
+
+def saved_apps(baseline: Path | None) -> list[App]:
+    """Rows of the ``saved`` scenarios: saved fan-out, on both senders, before/after."""
+    apps = [
+        App("nexios-saved", "saved_app:app", env=STANDALONE),
+        App("nexios-frame-once-saved", "saved_app:app", ws=FRAME_ONCE, env=STANDALONE),
+    ]
+    if baseline is not None:
+        apps += [
+            App(f"{app.name}@before", app.target, app.ws, app.env, root=baseline) for app in apps
+        ]
+    return apps
+
+
+def baseline_apps(root: Path) -> list[App]:
+    """The nexios rows again, served from another checkout (e.g. the commit before a
+    change), so that before and after are measured in the same run."""
+    return [
+        App("nexios@before", "bench.app_nexios:app", root=root),
+        App("nexios-frame-once@before", "bench.app_nexios:app", ws=FRAME_ONCE, root=root),
+    ]
 
 
 APPS = [
@@ -96,6 +120,8 @@ class Plan:
     memory_conns: tuple[int, ...]
     joinleave: tuple[int, ...]
     redis_members: int
+    saved_members: int = 1000
+    paced_count: int = 300
     payload: int = 64
     settle: float = 0.5
 
@@ -115,6 +141,8 @@ FULL = Plan(
     redis_members=1000,
 )
 QUICK = Plan(
+    saved_members=50,
+    paced_count=20,
     rounds=1,
     duration=0.2,
     warmup=0.05,
@@ -288,7 +316,11 @@ QUIET_BUDGET = [90.0]  # ...and at most this long over the whole run
 
 
 def run_client(
-    spec: dict[str, Any], group: list[Server], settle: float = 0.5, timeout: float = 90
+    spec: dict[str, Any],
+    group: list[Server],
+    settle: float = 0.5,
+    timeout: float = 90,
+    module: str = "bench.client",
 ) -> dict[str, Any]:
     """Run one client measurement; add CPU use of servers and client in its window.
 
@@ -300,7 +332,7 @@ def run_client(
         wait_quiet(min(QUIET_WAIT, QUIET_BUDGET[0]))
         QUIET_BUDGET[0] -= time.monotonic() - began
     process = subprocess.Popen(
-        ["taskset", "-c", CLIENT_CORE, PYTHON, "-m", "bench.client", json.dumps(spec)],
+        ["taskset", "-c", CLIENT_CORE, PYTHON, "-m", module, json.dumps(spec)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -335,6 +367,9 @@ def run_client(
                     cpu_seconds(process.pid),
                     core_times(),
                 )
+                if event == "start":  # the client waits for this before it measures
+                    process.stdin.write("go\n")
+                    process.stdin.flush()
             elif event in ("baseline", "connected"):
                 time.sleep(settle)  # let the server settle before reading its RSS
                 extra[f"rss_{event}"] = sum(rss_bytes(pid) for pid in pids)
@@ -347,10 +382,11 @@ def run_client(
                     (t1, servers1, client1, cores1) = marks["stop"]
                     wall = t1 - t0
                     server_cpu = [(b - a) / wall for a, b in zip(servers0, servers1, strict=True)]
-                    client_cpu = (client1 - client0) / wall
+                    # The client's own, exact figure when it gives one; else from ticks.
+                    client_cpu = message.get("client_cpu", (client1 - client0) / wall)
                     busy = core_busy(cores0, cores1)
                     result["server_cpu"] = [round(value, 3) for value in server_cpu]
-                    result["client_cpu"] = round(client_cpu, 3)
+                    result["client_cpu"] = float(f"{client_cpu:.3g}")  # tiny stays > 0
                     result["other_load"] = [
                         round(max(0.0, busy[SERVER_CORE] - sum(server_cpu)), 3),
                         round(max(0.0, busy[CLIENT_CORE] - client_cpu), 3),
@@ -516,7 +552,39 @@ def redis_scenario(plan: Plan, round_index: int, results: Results, logs: Path) -
             results.add(f"redis_fanout_{plan.redis_members}", info, app.name, sample)
 
 
-SCENARIO_GROUPS = ("echo", "fanout", "memory", "joinleave", "redis")
+def saved_scenario(
+    plan: Plan, round_index: int, results: Results, logs: Path, baseline: Path | None
+) -> None:
+    """Saved fan-out: in one process against raw ASGI's unsaved loop (throughput), and
+    across two processes on Redis at a steady 100 broadcasts/s (latency)."""
+    members = plan.saved_members
+    for app in rotate([APPS[0], *saved_apps(baseline)], round_index):
+        with Server(app, logs) as server:
+            sample = run_client(fanout_spec(plan, [server], members), [server])
+        info = {"kind": "fanout", "members": members, "unit": "messages delivered/s"}
+        results.add(f"saved_fanout_{members}", info, app.name, sample)
+    with redis_server() as url:
+        redis = {"NEXIOS_CHANNELS_URL": url}
+        rows = [
+            App(a.name, a.target, a.ws, {**a.env, **redis}, a.root) for a in saved_apps(baseline)
+        ]
+        rows.append(App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE, env=redis))
+        for app in rotate(rows, round_index):
+            with servers(app, 2, logs) as group:
+                spec = {**fanout_spec(plan, group, members), "paced_rate": 100}
+                spec["latency_count"] = plan.paced_count
+                sample = run_client(spec, group)
+            info = {
+                "kind": "redis_fanout",
+                "members": members,
+                "servers": 2,
+                "paced_rate": 100,
+                "unit": "messages delivered/s",
+            }
+            results.add(f"saved_redis_fanout_{members}", info, app.name, sample)
+
+
+SCENARIO_GROUPS = ("echo", "fanout", "memory", "joinleave", "redis", "saved")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -530,6 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of " + ", ".join(SCENARIO_GROUPS),
     )
     parser.add_argument("--apps", default=None, help="comma list of app rows (default: all)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a checkout of an earlier commit (git worktree add DIR REV): its nexios rows "
+        "run in the same rounds as this tree's, as nexios@before",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -546,7 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --only group(s) {sorted(unknown)}; choose from {SCENARIO_GROUPS}")
     global QUIET_WAIT
     QUIET_WAIT = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 5.0)
-    apps = [app for app in APPS if args.apps is None or app.name in args.apps.split(",")]
+    every = APPS + (baseline_apps(args.baseline.resolve()) if args.baseline else [])
+    apps = [app for app in every if args.apps is None or app.name in args.apps.split(",")]
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -571,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
                         joinleave_scenario(members, results)
                 if "redis" in groups:
                     redis_scenario(plan, round_index, results, logs)
+                if "saved" in groups:
+                    saved_scenario(plan, round_index, results, logs, args.baseline)
         except BaseException:
             for log in sorted(logs.glob("*.log")):
                 tail = log.read_text(errors="replace")[-2000:]

@@ -1,9 +1,10 @@
 """What the Redis channel layer and the Redis history store share.
 
 - :func:`client_from_url`: a client whose connections load every Lua script as they
-  connect, never wait for a pooled connection with a deadline, and carry no socket
-  timeout (redis-py builds that on ``asyncio.wait_for``, which loses cancellations on
-  Python 3.11); each command batch is bounded by :class:`CommandQueue` instead.
+  connect, never wait for a pooled connection with a deadline, and carry no socket or
+  connect timeout of redis-py's (its socket timeout is built on ``asyncio.wait_for``,
+  which loses cancellations on Python 3.11, and neither knows a busy event loop from a
+  slow server); every call is bounded by :func:`bounded` instead.
 - :class:`CommandQueue`: concurrent calls are coalesced into pipelines on a few
   connections ("lanes"); calls on the ordered lane run in the order they were made.
   Waiting in the queue is not an outage: only a batch the server does not answer within
@@ -27,8 +28,9 @@ import functools
 import hashlib
 import importlib.resources
 import re
+import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,9 +48,12 @@ from nexios.exceptions import BackendUnavailableError, ChannelError, Configurati
 __all__ = [
     "DEFAULT_TIMEOUT",
     "LINK_ERRORS",
+    "Bounded",
     "CommandQueue",
     "KeySpace",
+    "LoopClock",
     "Script",
+    "bounded",
     "client_from_url",
     "describe_error",
     "driver_errors",
@@ -155,7 +160,7 @@ def client_from_url(
             max_connections=max_connections,
             timeout=None,
             socket_timeout=None,
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=None,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             redis_connect_func=connect,
         )
@@ -208,10 +213,16 @@ class KeySpace:
 
     Per group ``g``: ``{prefix}:{g:<g>}`` is the pub/sub channel and the stem of its
     keys: ``:h`` history stream, ``:m`` numbering (hash: ``seq``, ``epoch``), ``:i:<key>``
-    idempotency of saved publishes, ``:u:<key>`` of unsaved ones, ``:p`` presence (zset of
-    channel ids scored by expiry) and ``:pi`` presence info (hash). Shared:
-    ``{prefix}:pidx``, the presence expiry index (see ``presence_reap.lua``); on a
-    cluster it would become one index per slot, so its scripts stay within one slot.
+    idempotency of saved publishes, ``:u:<key>`` of unsaved ones (``<key>`` is a digest
+    of the idempotency key), ``:p`` presence (zset of channel ids scored by expiry) and
+    ``:pi`` presence info (hash). What follows the last ``}`` of a key never contains
+    one, so no group name can make one group's key another's. Shared:
+    ``{prefix}:pidx``, the presence expiry index (see ``presence_reap.lua``).
+
+    Towards Redis Cluster: every per-group script (append, publish, presence of one
+    group) touches one slot. What spans groups is meant to be split per slot there: the
+    expiry index becomes one index per slot (its tag chosen to hash into that slot), and
+    heartbeat/refresh chunks group their entries by slot.
     """
 
     server: str
@@ -244,10 +255,10 @@ class KeySpace:
         return f"{self.stem(group)}:m"
 
     def saved_key(self, group: str, idempotency_key: str | None) -> str:
-        return f"{self.stem(group)}:i:{idempotency_key or ''}"
+        return f"{self.stem(group)}:i:{_digest(idempotency_key or '')}"
 
     def unsaved_key(self, group: str, idempotency_key: str) -> str:
-        return f"{self.stem(group)}:u:{idempotency_key}"
+        return f"{self.stem(group)}:u:{_digest(idempotency_key)}"
 
     def presence(self, group: str) -> tuple[str, str]:
         stem = self.stem(group)
@@ -266,6 +277,10 @@ class KeySpace:
         return text[len(self.group_head) : -len("}:h")]
 
 
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
@@ -277,31 +292,131 @@ def text_of(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+# -- deadlines ---------------------------------------------------------------------------
+
+TICK = 0.01
+"""How often the loop clock samples the event loop's lateness while a deadline runs."""
+MAX_STRETCH = 30
+"""How far a busy event loop may stretch a deadline (a multiple of it)."""
+
+
+class LoopClock:
+    """Time the event loop was busy running callbacks, sampled while deadlines run.
+
+    A timer that runs late shows that the loop was busy elsewhere for that long: time
+    in which a reply from Redis may have been waiting, unread. One clock per loop; it
+    ticks every :data:`TICK` seconds while a deadline uses it, and stops by itself once
+    none does.
+    """
+
+    _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClock] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.busy = 0.0
+        self.users = 0
+        self._ticking = False
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> LoopClock:
+        clock = cls._clocks.get(loop)
+        if clock is None:
+            clock = cls._clocks[loop] = cls(loop)
+        return clock
+
+    def acquire(self) -> None:
+        self.users += 1
+        if not self._ticking:
+            self._ticking = True
+            due = self._loop.time() + TICK
+            self._loop.call_at(due, self._sample, due)
+
+    def release(self) -> None:
+        self.users -= 1
+
+    def _sample(self, due: float) -> None:
+        now = self._loop.time()
+        self.busy += max(0.0, now - due)
+        if self.users:
+            self._loop.call_at(now + TICK, self._sample, now + TICK)
+        else:
+            self._ticking = False
+
+
+class Bounded:
+    """The context manager :func:`bounded` returns."""
+
+    __slots__ = ("_began", "_busy_before", "_check", "_clock", "_loop", "_seconds", "_timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def __aenter__(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        clock = self._clock = LoopClock.of(loop)
+        self._began = loop.time()
+        self._busy_before = clock.busy
+        clock.acquire()
+        self._timeout = asyncio.timeout(None)
+        await self._timeout.__aenter__()
+        self._check = loop.call_at(self._began + self._seconds, self._expire)
+
+    def _expire(self) -> None:
+        now = self._loop.time()
+        free = now - self._began - (self._clock.busy - self._busy_before)
+        if free < self._seconds and now < self._began + MAX_STRETCH * self._seconds:
+            self._check = self._loop.call_at(now + self._seconds - free, self._expire)
+        else:
+            self._timeout.reschedule(now)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self._check.cancel()
+        self._clock.release()
+        await self._timeout.__aexit__(exc_type, exc, tb)
+
+
+def bounded(seconds: float) -> Bounded:
+    """``asyncio.timeout(seconds)`` that does not blame Redis for a busy event loop.
+
+    Only time in which the loop was free counts: while a join storm or a big fan-out
+    keeps the loop busy, a reply may be waiting unread, so the deadline moves on by the
+    time the loop spent elsewhere (:class:`LoopClock`). A silent server times out after
+    ``seconds`` of free loop time; a loop that never frees up gives up after
+    :data:`MAX_STRETCH` times ``seconds``. Raises ``TimeoutError``.
+    """
+    return Bounded(seconds)
+
+
 # -- the command queue -------------------------------------------------------------------
 
 
 @dataclass(slots=True, eq=False)
 class _Call:
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
-    script: Script | None = None
+    future: asyncio.Future[Any] | None = None
 
 
 @dataclass(slots=True, eq=False)
 class _Lane:
     calls: deque[_Call] = field(default_factory=deque)
+    busy: bool = False
     task: asyncio.Task[None] | None = None
 
 
 class CommandQueue:
     """Runs commands for one client, coalescing concurrent calls into pipelines.
 
-    ``ordered=True`` calls go to one lane and run in call order (group commit: while a
-    batch is in flight the next one gathers). Other calls go to the least busy of the
-    remaining lanes. A batch that the server does not answer within ``timeout``, or a
-    connection that cannot be made, fails with the driver's error; the calls queued on
-    that lane behind it fail with it (the server is down for them too). A caller
-    cancelled while its call is still queued takes the call out of the queue.
+    ``ordered=True`` calls go to one lane and run in call order; other calls go to the
+    least busy of the remaining lanes. A call on an idle lane runs at once in the
+    caller's task; calls made while the lane is busy gather and run as one pipeline
+    when it is free (group commit). A command or batch the server does not answer
+    within ``timeout``, or a connection that cannot be made, fails with the driver's
+    error, and so do the calls queued behind it on that lane (the server is down for
+    them too). A caller cancelled while its call waits in the queue takes it out.
     """
 
     def __init__(
@@ -319,78 +434,93 @@ class CommandQueue:
         self._lanes = [_Lane() for _ in range(max(1, lanes))]
         self._max_batch = max_batch
         self._max_queued = max_queued
-        self._scripts: Mapping[str, Script] = {s.sha: s for s in scripts}
+        self._scripts = tuple(scripts)
         self.batches = 0
         """Pipelines sent so far (for tests and benchmarks)."""
 
     async def call(self, *args: Any, ordered: bool = True) -> Any:
         """Run one command; its reply, or the driver's exception."""
-        return await self._enqueue(_Call(args, self._future()), ordered)
+        return await self._submit(_Call(args), ordered)
 
     async def script(
         self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, ordered: bool = True
     ) -> Any:
         """Run a Lua script by its SHA1 (every connection loaded it when it connected)."""
-        call = _Call(("EVALSHA", script.sha, len(keys), *keys, *args), self._future(), script)
-        return await self._enqueue(call, ordered)
+        return await self._submit(_Call(_evalsha(script, keys, args)), ordered)
 
     def submit_script(
         self, script: Script, keys: Sequence[Any], args: Sequence[Any], *, ordered: bool = True
     ) -> asyncio.Future[Any]:
         """Queue a script now and return its future: calls queued together stay in order."""
-        call = _Call(("EVALSHA", script.sha, len(keys), *keys, *args), self._future(), script)
-        self._put(call, ordered)
+        call = _Call(_evalsha(script, keys, args))
+        self._queue(call, self._pick(ordered))
+        assert call.future is not None
         return call.future
 
-    @staticmethod
-    def _future() -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().create_future()
-
-    async def _enqueue(self, call: _Call, ordered: bool) -> Any:
-        self._put(call, ordered)
-        return await call.future
-
-    def _put(self, call: _Call, ordered: bool) -> None:
+    async def _submit(self, call: _Call, ordered: bool) -> Any:
         lane = self._pick(ordered)
+        if lane.busy or lane.calls:
+            return await self._queue(call, lane)
+        lane.busy = True
+        try:
+            async with bounded(self._timeout):
+                return await self._direct(call.args)
+        except LINK_ERRORS as exc:
+            _fail(lane.calls, exc)
+            lane.calls.clear()
+            raise
+        finally:
+            lane.busy = False
+            self._wake(lane)
+
+    def _queue(self, call: _Call, lane: _Lane) -> asyncio.Future[Any]:
         if len(lane.calls) >= self._max_queued:
             raise ChannelError(
                 f"{len(lane.calls)} Redis operations are already waiting: the server is "
                 "slower than the load. Retry later, or spread the load over time."
             )
+        call.future = asyncio.get_running_loop().create_future()
         lane.calls.append(call)
-        if lane.task is None:
-            lane.task = asyncio.get_running_loop().create_task(
-                self._drain(lane), name="nexios-redis-commands"
-            )
+        self._wake(lane)
+        return call.future
 
     def _pick(self, ordered: bool) -> _Lane:
         if ordered or len(self._lanes) == 1:
             return self._lanes[0]
-        return min(self._lanes[1:], key=lambda lane: len(lane.calls))
+        return min(self._lanes[1:], key=lambda lane: lane.busy + len(lane.calls))
+
+    def _wake(self, lane: _Lane) -> None:
+        if lane.calls and not lane.busy and lane.task is None:
+            lane.task = asyncio.get_running_loop().create_task(
+                self._drain(lane), name="nexios-redis-commands"
+            )
 
     async def _drain(self, lane: _Lane) -> None:
         try:
-            while lane.calls:
+            while lane.calls and not lane.busy:
                 batch = self._take(lane)
                 if batch:
-                    await self._run(lane, batch)
+                    lane.busy = True
+                    try:
+                        await self._run(lane, batch)
+                    finally:
+                        lane.busy = False
         finally:
             lane.task = None
+        self._wake(lane)  # calls that came while the last batch finished
 
     def _take(self, lane: _Lane) -> list[_Call]:
         batch: list[_Call] = []
         while lane.calls and len(batch) < self._max_batch:
             call = lane.calls.popleft()
-            if not call.future.done():  # done: the caller was cancelled
+            if call.future is not None and not call.future.done():  # done: caller gave up
                 batch.append(call)
         return batch
 
     async def _run(self, lane: _Lane, batch: list[_Call]) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                replies = await self._pipeline(batch)
-                if self._scripts and any(isinstance(r, NoScriptError) for r in replies):
-                    replies = await self._reload_and_retry(batch, replies)
+            async with bounded(self._timeout):
+                replies = await self._pipeline([call.args for call in batch])
         except asyncio.CancelledError:
             _fail(batch, RedisConnectionError("the Redis client was closed"))
             raise
@@ -404,33 +534,43 @@ class CommandQueue:
             return
         self.batches += 1
         for call, reply in zip(batch, replies, strict=True):
-            if call.future.done():
+            if call.future is None or call.future.done():
                 continue
             if isinstance(reply, Exception):
                 call.future.set_exception(reply)
             else:
                 call.future.set_result(reply)
 
-    async def _pipeline(self, batch: Sequence[_Call]) -> list[Any]:
+    async def _direct(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except NoScriptError:
+            await self._load_scripts()
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+    async def _pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        replies = await self._pipeline_once(commands)
+        failed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if failed:
+            # Someone flushed the script cache (SCRIPT FLUSH; a restart reconnects and
+            # reloads): load again and rerun what failed. Those calls then run after the
+            # rest of their batch, the one case where calls may run out of order.
+            await self._load_scripts()
+            again = await self._pipeline_once([commands[i] for i in failed])
+            for i, reply in zip(failed, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline_once(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for call in batch:
-            pipe.execute_command(*call.args)
+        for args in commands:
+            pipe.execute_command(*args)
         replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
-    async def _reload_and_retry(self, batch: list[_Call], replies: list[Any]) -> list[Any]:
-        """Someone flushed the script cache (SCRIPT FLUSH): load again, rerun what failed.
-
-        The rerun calls run after the others of their batch; only a script-cache flush
-        in the middle of a batch can reorder calls this way.
-        """
-        for script in self._scripts.values():
+    async def _load_scripts(self) -> None:
+        for script in self._scripts:
             await self._client.script_load(script.source)
-        failed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        again = await self._pipeline([batch[i] for i in failed])
-        for i, reply in zip(failed, again, strict=True):
-            replies[i] = reply
-        return replies
 
     async def close(self) -> None:
         """Fail what is queued, stop the lanes (bounded), close the connections.
@@ -451,7 +591,11 @@ class CommandQueue:
             await self._client.aclose()
 
 
+def _evalsha(script: Script, keys: Sequence[Any], args: Sequence[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 def _fail(calls: Iterable[_Call], exc: BaseException) -> None:
     for call in calls:
-        if not call.future.done():
+        if call.future is not None and not call.future.done():
             call.future.set_exception(exc)

@@ -470,7 +470,11 @@ class WebSocket:
     # ------------------------------------------------------------------ iteration
 
     async def iter_text(self) -> AsyncIterator[str]:
-        """Yield text frames until the client disconnects."""
+        """Yield text frames until the client disconnects.
+
+        A binary frame ends the iteration: the connection is closed with **1003**
+        (unsupported data) and one info line is logged. Use ``receive()`` to take both.
+        """
         # receive_text() inlined: an idle `async for` connection holds one frame less.
         receive = self._receive
         try:
@@ -490,30 +494,65 @@ class WebSocket:
                     await self._limit_exceeded(self._limits)
                 text = message.get("text")
                 if text is None:
-                    raise WebSocketMessageTypeError(
-                        f"Expected a text frame but received a binary frame "
-                        f"({len(message.get('bytes') or b'')} bytes). Use iter_bytes() for "
-                        "binary frames."
-                    )
+                    await self._close_unexpected("a binary frame", 1003, "expected text frames")
+                    return
                 yield text
         except WebSocketDisconnect:
             return
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield binary frames until the client disconnects."""
+        """Yield binary frames until the client disconnects; a text frame closes the
+        connection with **1003** and ends the iteration."""
         try:
             while True:
-                yield await self.receive_bytes()
+                try:
+                    data = await self.receive_bytes()
+                except WebSocketMessageTypeError:
+                    await self._close_unexpected("a text frame", 1003, "expected binary frames")
+                    return
+                yield data
         except WebSocketDisconnect:
             return
 
     async def iter_json(self, mode: str = "text") -> AsyncIterator[Any]:
-        """Yield JSON values until the client disconnects."""
+        """Yield JSON values until the client disconnects.
+
+        A frame that is not valid JSON ends the iteration: the connection is closed with
+        **1007** (invalid frame payload data) and one info line is logged — the client
+        broke the protocol; the handler is not an error. A frame of the other type
+        (binary for ``mode="text"``) closes it with **1003**. (``receive_json`` instead raises
+        ``InvalidJSONError`` and leaves the connection open, for handlers that answer
+        bad input themselves.)
+        """
         try:
             while True:
-                yield await self.receive_json(mode)
+                try:
+                    value = await self.receive_json(mode)
+                except InvalidJSONError as error:
+                    await self._close_unexpected(f"invalid JSON ({error})", 1007, "invalid JSON")
+                    return
+                except WebSocketMessageTypeError:
+                    other = "binary" if mode == "text" else "text"
+                    await self._close_unexpected(
+                        f"a {other} frame", 1003, f"expected {mode} frames"
+                    )
+                    return
+                yield value
         except WebSocketDisconnect:
             return
+
+    async def _close_unexpected(self, what: str, code: int, reason: str) -> None:
+        """The client broke the iteration's protocol: close with ``code``, one info line."""
+        client = self.scope.get("client")
+        logger.info(
+            "WebSocket %s from %s sent %s; closing with %d",
+            self.scope.get("path"),
+            f"{client[0]}:{client[1]}" if client else "unknown client",
+            what[:200],
+            code,
+        )
+        with contextlib.suppress(WebSocketDisconnect):
+            await self.close(code, reason)
 
     # ------------------------------------------------------------------ eviction
 

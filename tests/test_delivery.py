@@ -201,3 +201,15 @@ async def test_a_retried_send_with_the_same_key_counts_once(backend: dict[str, s
         async with app.channels.activated():
             unsaved = [await ChannelBox.group_send("k", "ping", idempotency_key="u1") for _ in "ab"]
         assert [outcome.duplicate for outcome in unsaved] == [False, True]
+
+
+async def test_a_since_wider_than_64_bits_is_ahead_of_history(backend: dict[str, str]) -> None:
+    app = make_app(**backend)
+    async with AsyncTestClient(app) as client:
+        await publish(app, "w", "p", 2, 0)
+        page = (await client.get(f"/recover/w?since={2**70}")).json()
+        assert page["complete"] is False and page["seqs"] == [] and page["last_seq"] == 2
+        member = Member("wide")
+        async with client.websocket_connect(f"/member/w?since={2**70}&epoch=") as ws:
+            member.take(await ws.receive_json())
+        assert member.joins[0]["complete"] is False and member.joins[0]["last_seq"] == 2

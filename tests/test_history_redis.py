@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from hashlib import blake2b
 from typing import Any
 
 import anyio
@@ -70,11 +71,8 @@ async def test_keys_layout(make_redis_store: MakeStore, raw: aioredis.Redis) -> 
     store = make_redis_store(HistoryLimits(max_entries=10, max_age=60))
     entry = await store.append("room", "json", b'{"a":1}', idempotency_key="k")
     # one hash tag per group: its keys share a Redis Cluster slot
-    assert sorted(await raw.keys("*")) == [
-        b"nexios:{g:room}:h",
-        b"nexios:{g:room}:i:k",
-        b"nexios:{g:room}:m",
-    ]
+    key_k = b"nexios:{g:room}:i:" + blake2b(b"k", digest_size=16).hexdigest().encode()
+    assert sorted(await raw.keys("*")) == [b"nexios:{g:room}:h", key_k, b"nexios:{g:room}:m"]
     assert await raw.hgetall("nexios:{g:room}:m") == {b"seq": b"1", b"epoch": entry.epoch.encode()}
     stream: Any = await raw.xrange("nexios:{g:room}:h")
     ((entry_id, fields),) = stream
@@ -83,7 +81,7 @@ async def test_keys_layout(make_redis_store: MakeStore, raw: aioredis.Redis) -> 
     # stream and numbering expire together, after max_age without appends
     assert 59_000 < await raw.pttl("nexios:{g:room}:h") <= 60_000
     assert 59_000 < await raw.pttl("nexios:{g:room}:m") <= 60_000
-    assert 119_000 < await raw.pttl("nexios:{g:room}:i:k") <= 120_000
+    assert 119_000 < await raw.pttl(key_k) <= 120_000
     await store.clear("room")
     assert await raw.exists("nexios:{g:room}:h") == 0
     assert await raw.hget("nexios:{g:room}:m", "seq") == b"1"
@@ -112,6 +110,10 @@ async def test_a_group_name_with_braces_keeps_one_slot(
     for key in await raw.keys("*"):
         # the tag is what lies between the first "{" and the next "}": per group, one
         assert key.startswith(b"nexios:{g:")
+    # no name makes one group's key another's: "a" + key "x}:h" vs the group "a}:i:x"
+    await store.append("a", "text", b"1", idempotency_key="x}:h")
+    other = await store.append("a}:i:x", "text", b"2")
+    assert other.seq == 1 and [e.data for e in await store.read("a}:i:x")] == [b"2"]
 
 
 @pytest.mark.anyio
@@ -292,3 +294,17 @@ async def test_cancel_and_close_are_prompt_while_redis_is_frozen(own_redis: Redi
         own_redis.thaw()
     assert [e.data for e in await store.read("room")] == [b"x"]
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_stream_key_of_another_type_fails_the_append_before_any_change(
+    make_redis_store: MakeStore, raw: aioredis.Redis
+) -> None:
+    store = make_redis_store(None)
+    await store.append("room", "text", b"1")
+    await raw.delete("nexios:{g:room}:h")
+    await raw.set("nexios:{g:room}:h", "not a stream")
+    with pytest.raises(HistoryStoreError, match="WRONGTYPE"):
+        await store.append("room", "text", b"2", idempotency_key="k")
+    assert await raw.hget("nexios:{g:room}:m", "seq") == b"1"  # no number used up
+    assert await raw.keys("nexios:{g:room}:i:*") == []

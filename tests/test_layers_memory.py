@@ -41,3 +41,13 @@ async def test_publish_has_no_one_to_reach_but_is_counted() -> None:
     assert recorder.messages == []
     assert layer.health().details["published"] == 1
     await layer.stop()
+
+
+@pytest.mark.anyio
+async def test_there_is_no_link_to_lose() -> None:
+    events: list[bool] = []
+    layer = MemoryLayer()
+    await layer.start(Recorder(), on_link=events.append)
+    assert await layer.subscribe("room") is True
+    await layer.stop()
+    assert events == []

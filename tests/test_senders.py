@@ -155,14 +155,16 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., An
         if request.param == "asgi":
             peer: Peer = AsgiPeer()
             ws = await connected_socket(peer, None)
-            sender: Sender = AsgiSender(ws, OutboxLimits(**limits), on_failure, drops.append)
+            sender: Sender = AsgiSender(
+                ws, OutboxLimits(**limits), on_failure, on_drop=drops.append
+            )
         else:
             sink = SinkPeer()
             peer = sink
             ws = await connected_socket(peer, sink)
             scheduler = FlushScheduler(asyncio.get_running_loop())
             sender = FrameSender(
-                ws, sink, OutboxLimits(**limits), on_failure, scheduler, drops.append
+                ws, sink, OutboxLimits(**limits), on_failure, scheduler, on_drop=drops.append
             )
         ws.sender = sender
         made.append(sender)

@@ -25,6 +25,8 @@ from nexios.exceptions import (
     WebSocketMessageTypeError,
     WebSocketStateError,
 )
+from nexios.limits import Limits
+from nexios.testing import AsyncTestClient
 from nexios.websockets.base import WebSocket, WebSocketState
 from tests.support.server import Server, serve
 
@@ -745,3 +747,54 @@ async def test_tcp_return_without_close_is_1000(server: Server, tcp_timeout: Non
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 1000
+
+
+@pytest.mark.parametrize("bad", ['{"f": 1e400}', "[" * 60_000, "{'single': 'quotes'}", "\x00"])
+async def test_invalid_json_from_iter_json_closes_1007_without_a_traceback(
+    bad: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "nexios")
+    app = NexiosApp(limits=Limits.unlimited())
+    seen: list[Any] = []
+
+    @app.ws_route("/j")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        async for value in ws.iter_json():
+            seen.append(value)
+
+    async with AsyncTestClient(app) as client, client.websocket_connect("/j") as ws:
+        await ws.send_text('{"ok": 1}')
+        await ws.send_text(bad)
+        assert await ws.wait_closed() == 1007
+    assert seen == [{"ok": 1}]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert "invalid JSON" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("route", "sent", "reason"),
+    [
+        ("text", {"bytes": b"x"}, "expected text frames"),
+        ("bytes", {"text": "x"}, "expected binary frames"),
+        ("json", {"bytes": b"{}"}, "expected text frames"),
+    ],
+)
+async def test_iterators_close_1003_on_the_other_frame_type(
+    route: str, sent: dict[str, Any], reason: str
+) -> None:
+    app = NexiosApp()
+    seen: list[Any] = []
+
+    @app.ws_route("/{kind}")
+    async def handler(ws: WebSocket, kind: str) -> None:
+        await ws.accept()
+        iterate = {"text": ws.iter_text, "bytes": ws.iter_bytes, "json": ws.iter_json}[kind]
+        async for value in iterate():
+            seen.append(value)
+
+    async with AsyncTestClient(app) as client, client.websocket_connect(f"/{route}") as ws:
+        await ws.send({"type": "websocket.receive", **sent})
+        assert await ws.wait_closed() == 1003
+        assert ws.close_reason == reason
+    assert seen == []

@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from nexios import encoding
 from nexios.exceptions import ConfigurationError
 from nexios.framing import stamp_seq
 
@@ -182,7 +183,7 @@ class HistoryEntry:
         """The message as it was sent: a JSON value, a ``str`` or ``bytes``."""
         if self._payload is HistoryEntry._MISSING:
             if self.kind == "json":
-                self._payload = orjson.loads(self.data)
+                self._payload = encoding.loads(self.data)
             elif self.kind == "text":
                 self._payload = self.data.decode()
             else:

@@ -35,6 +35,7 @@ expiry is judged by one clock, so the processes' clocks never have to agree.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import random
@@ -54,6 +55,8 @@ from nexios._redis import (
     LINK_ERRORS,
     CommandQueue,
     KeySpace,
+    LoopClock,
+    bounded,
     client_from_url,
     describe_error,
     driver_errors,
@@ -252,7 +255,7 @@ class RedisLayer(ChannelLayer):
         self._was_up = False
         self._reader = asyncio.create_task(self._run(), name=f"nexios-redis-reader-{self._address}")
         try:
-            async with asyncio.timeout(self._timeout):
+            async with bounded(self._timeout):
                 await self._up.wait()
         except TimeoutError:
             error = self._last_error or "no answer"
@@ -341,7 +344,7 @@ class RedisLayer(ChannelLayer):
                         if self._conn is not conn:
                             return  # went down meanwhile; the reconnect redoes every group
                         self._expected.extend(run)
-                        async with asyncio.timeout(self._timeout):
+                        async with bounded(self._timeout):
                             await conn.send_command(
                                 run[0][0], *(channel for _, channel, _ in run), check_health=False
                             )
@@ -388,16 +391,7 @@ class RedisLayer(ChannelLayer):
     async def publish(self, group: str, message: WireMessage) -> int:
         check_group_name(group)
         self._check_open()
-        raw = encode_wire(
-            WireMessage(
-                message.kind,
-                message.data,
-                message.seq,
-                self.origin,
-                message.epoch,
-                message.seq_field,
-            )
-        )
+        raw = encode_wire(dataclasses.replace(message, origin=self.origin))
         with self._errors(f"publish to group {group!r}: nothing was sent"):
             receivers = await self._queue.call("PUBLISH", self.keyspace.channel(group), raw)
         return int(receivers)
@@ -444,16 +438,7 @@ class RedisLayer(ChannelLayer):
         check_group_name(group)
         check_idempotency_key(idempotency_key)
         self._check_open()
-        raw = encode_wire(
-            WireMessage(
-                message.kind,
-                message.data,
-                message.seq,
-                self.origin,
-                message.epoch,
-                message.seq_field,
-            )
-        )
+        raw = encode_wire(dataclasses.replace(message, origin=self.origin))
         window = max(1, round(self.idempotency_window * 1000))
         with self._errors(f"publish to group {group!r}: nothing was sent"):
             duplicate, receivers = await self._queue.script(
@@ -502,7 +487,7 @@ class RedisLayer(ChannelLayer):
             health_check_interval=0,
             retry=Retry(NoBackoff(), 0),
             socket_timeout=None,
-            socket_connect_timeout=self._timeout,
+            socket_connect_timeout=None,
             maint_notifications_config=None,
             maint_notifications_pool_handler=None,
         )
@@ -510,7 +495,7 @@ class RedisLayer(ChannelLayer):
         return connection
 
     async def _open(self, conn: AbstractConnection) -> None:
-        async with asyncio.timeout(self._timeout):
+        async with bounded(self._timeout):
             await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command("PING", check_health=False)
             await conn.read_response()
@@ -523,34 +508,46 @@ class RedisLayer(ChannelLayer):
             self._resubscribing = len(channels)
             for chunk in _chunks(channels, _SUBSCRIBE_CHUNK):
                 self._expected.extend((b"SUBSCRIBE", channel, None) for channel in chunk)
-                async with asyncio.timeout(self._timeout):
+                async with bounded(self._timeout):
                     await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
         if not channels:
             self._link_up()
 
     async def _listen(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
+        clock = LoopClock.of(loop)
         last_reply = loop.time()
         ping_sent: float | None = None
-        while True:
-            now = loop.time()
-            if ping_sent is None:
-                wait = last_reply + self._ping_interval - now
-                if wait <= 0:
-                    async with self._send_lock, asyncio.timeout(self._timeout):
-                        await conn.send_command("PING", check_health=False)
-                    ping_sent = now
+        busy_at_ping = 0.0
+        try:
+            while True:
+                now = loop.time()
+                if ping_sent is None:
+                    wait = last_reply + self._ping_interval - now
+                    if wait <= 0:
+                        async with self._send_lock, bounded(self._timeout):
+                            await conn.send_command("PING", check_health=False)
+                        ping_sent, busy_at_ping = now, clock.busy
+                        clock.acquire()
+                        continue
+                else:
+                    # Only time the loop was free counts: a busy loop may not have read
+                    # a PONG that is already here.
+                    waited = now - ping_sent - (clock.busy - busy_at_ping)
+                    wait = self._timeout - waited
+                    if wait <= 0:
+                        raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
+                reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
+                if reply is None:  # the read timed out: PING, or give up, above
                     continue
-            else:
-                wait = ping_sent + self._timeout - now
-                if wait <= 0:
-                    raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
-            reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
-            if reply is None:  # the read timed out; decide above whether to PING or give up
-                continue
-            last_reply = loop.time()
-            ping_sent = None
-            self._handle(reply)
+                last_reply = loop.time()
+                if ping_sent is not None:
+                    ping_sent = None
+                    clock.release()
+                self._handle(reply)
+        finally:
+            if ping_sent is not None:
+                clock.release()
 
     def _handle(self, reply: Any) -> None:
         if not isinstance(reply, list) or len(reply) < 3:

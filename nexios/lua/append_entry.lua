@@ -4,8 +4,11 @@
 -- (0: no age bound), ARGV[5] a fresh epoch, used when the group has none, ARGV[6] the
 -- idempotency window ms (0: no key), ARGV[7] the JSON-encoded seq field ('' for none):
 -- the saved data then starts with it (nexios.history.base.stamped does the same).
--- Defines `seq`, `epoch`, `id` and `data` (what was saved). A duplicate returns {1, seq, epoch, id} of the
--- original entry at once.
+-- Defines `seq`, `epoch`, `id` and `data` (what was saved). A duplicate returns
+-- {1, seq, epoch, id} of the original entry at once.
+-- Redis does not undo the writes of a script that fails half-way: everything that can
+-- fail (a key of another type, a write refused for memory) comes before the first write,
+-- so a failed append changes nothing.
 -- @include now_ms
 local meta, stream, idempotency = KEYS[1], KEYS[2], KEYS[3]
 local window = tonumber(ARGV[6])
@@ -23,7 +26,7 @@ if not epoch then
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch)
 end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0') + 1
 local data = ARGV[2]
 if ARGV[7] ~= '' then
   local head = '{' .. ARGV[7] .. ':' .. string.format('%d', seq)
@@ -31,6 +34,7 @@ if ARGV[7] ~= '' then
 end
 local id = redis.call('XADD', stream, 'MAXLEN', '=', ARGV[3], '*',
                       'seq', seq, 'kind', ARGV[1], 'data', data)
+redis.call('HSET', meta, 'seq', seq)
 local max_age = tonumber(ARGV[4])
 if max_age > 0 then
   -- never trim the entry just added, whatever the clock did

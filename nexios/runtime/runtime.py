@@ -27,7 +27,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +42,9 @@ from nexios.runtime.channel import Channel, encode_metadata
 from nexios.runtime.feeds import GroupFeed, Resync
 from nexios.runtime.presence import PresenceMember, member_from_record, presence_info
 from nexios.runtime.senders import (
+    DEADLINE_MISSED,
     EVICTION_CLOSE_CODE,
     FlushScheduler,
-    Sender,
     sender_for,
 )
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
@@ -72,6 +72,9 @@ MAX_GROUP_NAME_BYTES = 1024
 GroupPolicy = Callable[[Channel, str], Awaitable[bool]]
 """``async def policy(channel, group) -> bool``: may this channel join this group?"""
 
+MAX_SEQ = 2**63 - 1
+"""Largest seq a store holds; a client's ``since`` above it is simply ahead of history."""
+
 MAX_REPLAY = 1000
 """Most saved messages a join with ``since`` replays; more missed is ``complete=False``."""
 
@@ -79,7 +82,6 @@ _CATCH_UP_BOUND = 5.0
 """Seconds a joining member waits for this process to catch up with its ``since``."""
 
 _DEADLINE_CHECK = 0.25
-_DEADLINE_MISSED = "send deadline missed: client too slow"
 _EXPIRY_CHECK = 1.0
 _STOP_BOUND = 3.0
 """Seconds each shutdown step may take before it is abandoned."""
@@ -405,6 +407,7 @@ class ChannelsRuntime:
         *,
         since: int | None = None,
         epoch: str | None = None,
+        hidden: bool = False,
     ) -> JoinResult:
         """Add ``channel`` to ``group``; ``added`` is False when it already was a member.
 
@@ -412,13 +415,23 @@ class ChannelsRuntime:
         saved messages after ``since``, then live ones: in seq order, each once, no gap
         (live messages are held while history is read, then merged). Everything that can
         be refused is checked before any state changes, so a failed join leaves no trace.
+
+        ``hidden=True`` makes a member that only receives: it is not in presence, its
+        join and leave emit no event and the group policy is not asked (the caller
+        decided). The client protocol's endpoint uses it for its internal groups.
         """
         check_group_name(group)
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
         if since is not None and since < 0:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
-        if self.group_policy is not None and not await self.group_policy(channel, group):
+        if since is not None:
+            since = min(since, MAX_SEQ)  # ahead of any history: complete=False
+        if (
+            not hidden
+            and self.group_policy is not None
+            and not await self.group_policy(channel, group)
+        ):
             raise GroupAccessDenied(
                 f"Channel {channel.uuid} may not join group {group!r} (group policy refused)."
             )
@@ -440,7 +453,9 @@ class ChannelsRuntime:
         result = JoinResult(True, epoch=feed.epoch, last_seq=feed.last)
         if since is not None:
             result = await self._replay(channel, feed, since, epoch)
-        self._add_local(channel, group, info)
+        self._add_local(channel, group, None if hidden else info)
+        if hidden:
+            return result
         try:
             await self.layer.presence_add(group, channel.uuid, info, settings.presence_ttl)
         except BaseException:
@@ -451,7 +466,7 @@ class ChannelsRuntime:
             self.metrics.recovered(result.complete)
         return result
 
-    def _add_local(self, channel: Channel, group: str, info: bytes) -> None:
+    def _add_local(self, channel: Channel, group: str, info: bytes | None) -> None:
         members = self.groups.get(group)
         if members is None:
             members = self.groups[group] = {}
@@ -459,7 +474,8 @@ class ChannelsRuntime:
         channel.groups.add(group)
         channel.host = self
         self.channels[channel.uuid] = channel
-        self._presence_info[(group, channel.uuid)] = info
+        if info is not None:
+            self._presence_info[(group, channel.uuid)] = info
 
     async def _open_feed(self, group: str) -> GroupFeed:
         """The group's feed, subscribed and positioned (the first local member opens it)."""
@@ -555,8 +571,11 @@ class ChannelsRuntime:
 
     async def leave(self, channel: Channel, group: str, reason: str = "left") -> bool:
         """Remove ``channel`` from ``group``. False when it was not a member."""
+        listed = (group, channel.uuid) in self._presence_info
         if not await self._drop(channel, group):
             return False
+        if not listed:  # a hidden member: no presence entry, no event
+            return True
         if not self._layer_failed_at_stop:
             try:
                 await self.layer.presence_remove(group, channel.uuid)
@@ -639,9 +658,7 @@ class ChannelsRuntime:
             close_code = code
             self.evictions += 1
             if self.metrics is not None:
-                self.metrics.evicted(
-                    "send_timeout" if reason == _DEADLINE_MISSED else "outbox_full"
-                )
+                self.metrics.evicted("send_timeout" if reason == DEADLINE_MISSED else "outbox_full")
             logger.warning(
                 "Evicting channel %s from %s (%s); closing with %d",
                 channel.uuid,
@@ -856,6 +873,8 @@ class ChannelsRuntime:
         epoch: str | None = None,
     ) -> HistoryPage:
         await self.ensure_started()
+        if since is not None and since > MAX_SEQ:
+            since = MAX_SEQ  # ahead of any history: complete=False
         return await self.history.read(group, since=since, limit=limit, epoch=epoch)
 
     async def presence(self, group: str) -> list[PresenceMember]:
@@ -979,13 +998,18 @@ class ChannelsRuntime:
                 logger.exception("Channel maintenance failed; retrying")
 
     def _check_senders(self, now: float) -> None:
-        for channel in list(self.channels.values()):
-            sender: Sender | None = channel.sender
-            if sender is not None and not sender.closed and sender.overdue(now):
-                self._on_sender_failure(channel, EVICTION_CLOSE_CODE, _DEADLINE_MISSED)
+        assert self._scheduler is not None
+        busy = self._scheduler.busy
+        for sender in list(busy):
+            if sender.closed:
+                busy.discard(sender)
+            elif sender.overdue(now):
+                sender.missed_deadline()
+            elif sender.idle:
+                busy.discard(sender)
 
     async def _close_expired(self) -> None:
-        for channel in list(self.channels.values()):
+        for channel in [c for c in self.channels.values() if c.expires is not None]:
             if channel.is_expired():
                 logger.info(
                     "Channel %s expired after %ss idle",
@@ -998,14 +1022,26 @@ class ChannelsRuntime:
                 )
 
     async def _heartbeat(self) -> None:
-        members: Iterable[tuple[str, str]] = list(self._presence_info)
+        """Keep this process's presence entries alive — adding back any that vanished
+        (the broker lost its data; another process reaped them while this one stalled) —
+        then reap the entries of processes that died."""
+        entries = [(group, cid, info) for (group, cid), info in self._presence_info.items()]
         try:
-            if members:
-                await self.layer.presence_refresh(members, self.settings.presence_ttl)
+            restored = (
+                await self.layer.presence_heartbeat(entries, self.settings.presence_ttl)
+                if entries
+                else []
+            )
             reaped = await self.layer.presence_reap()
         except ChannelError as error:
             logger.warning("Presence heartbeat failed: %s", error)
             return
+        for record in restored:
+            member = member_from_record(record)
+            logger.info("Presence of %s in %r restored", member.channel_id, member.group)
+            await self._emit(
+                "channel.join", member.group, member.channel_id, member.metadata, "restored"
+            )
         for record in reaped:
             if record.group == PROCESS_DIRECTORY:
                 continue  # a process that died: not a member leaving a group

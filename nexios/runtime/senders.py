@@ -23,9 +23,9 @@ buffers):
 - ``DROP_NEWEST``: the new message is dropped (counted).
 
 A member that makes no progress for ``send_timeout`` (a send that does not complete, or
-a transport buffer the peer does not drain) is evicted whatever the policy: it is not
-coming back. The runtime checks deadlines four times a second, so the send path reads
-no clock.
+a transport buffer the peer does not drain below :data:`LOW_WATER`) is evicted whatever
+the policy: it is not coming back. The runtime checks deadlines four times a second, so
+the send path reads no clock.
 
 Order: a direct ``ws.send_*`` on a member's socket first waits for the broadcasts
 queued before it (:meth:`Sender.drain`), so a member receives messages in the order the
@@ -47,6 +47,7 @@ from nexios.exceptions import ConfigurationError
 from nexios.framing import Frame
 
 __all__ = [
+    "DEADLINE_MISSED",
     "EVICTION_CLOSE_CODE",
     "HIGH_WATER",
     "AsgiSender",
@@ -64,8 +65,17 @@ __all__ = [
 EVICTION_CLOSE_CODE = 1013
 """Close code sent to a member evicted for being too slow."""
 
+DEADLINE_MISSED = "send deadline missed: client too slow"
+"""The reason given when a member is evicted for making no progress for ``send_timeout``
+(the other reason: its outbox was full)."""
+
 HIGH_WATER = 256 * 1024
 """Bytes a frame sender lets the transport buffer before it keeps frames back."""
+
+LOW_WATER = 64 * 1024
+"""A frame sender's peer is keeping up while less than this is queued for it (held
+frames and the transport's buffer); above it for ``send_timeout`` without once getting
+below, the member is evicted."""
 
 CLOSE_BOUND = 2.0
 """Seconds a close frame gets to reach a peer before the connection is dropped."""
@@ -139,6 +149,18 @@ class Sender(abc.ABC):
         self.dropped = 0
         """Messages dropped by a ``DROP_*`` policy."""
         self.closed = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    async def _until_idle(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _went_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @abc.abstractmethod
     def put(self, frame: Frame) -> bool:
@@ -156,7 +178,17 @@ class Sender(abc.ABC):
     @abc.abstractmethod
     def overdue(self, now: float) -> bool:
         """True when the member has made no progress for ``send_timeout`` (checked by
-        the runtime about four times a second, with the loop's clock)."""
+        the runtime about four times a second, with the loop's clock, for the senders
+        that had something to send since they were last idle)."""
+
+    @property
+    @abc.abstractmethod
+    def idle(self) -> bool:
+        """Nothing queued and nothing on its way: no deadline to watch."""
+
+    def missed_deadline(self) -> None:
+        """Evict the member: it made no progress for ``send_timeout``."""
+        self._fail(EVICTION_CLOSE_CODE, DEADLINE_MISSED)
 
     @property
     @abc.abstractmethod
@@ -223,14 +255,15 @@ class AsgiSender(Sender):
         ws: WebSocket,
         limits: OutboxLimits,
         on_failure: SenderFailure,
+        scheduler: FlushScheduler | None = None,
         on_drop: DropCounter | None = None,
     ) -> None:
         super().__init__(ws, limits, on_failure, on_drop)
+        self._scheduler = scheduler
         self._queue: deque[Frame] = deque()
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
         self.send_started: float | None = None
 
     @property
@@ -282,6 +315,8 @@ class AsgiSender(Sender):
         queue = self._queue
         loop = asyncio.get_running_loop()
         while not self.closed:
+            if self._scheduler is not None:
+                self._scheduler.busy.add(self)  # once per burst: watch its deadline
             while queue:
                 frame = queue.popleft()
                 self._bytes -= frame.size
@@ -302,19 +337,15 @@ class AsgiSender(Sender):
     async def drain(self) -> None:
         if self.closed or not self.pending:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append(waiter)
-        await waiter
-
-    def _went_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._until_idle()
 
     def overdue(self, now: float) -> bool:
         started = self.send_started
         return started is not None and now - started > self.limits.send_timeout
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and self.send_started is None
 
     def _discard(self) -> None:
         self._queue.clear()
@@ -328,14 +359,18 @@ class AsgiSender(Sender):
 
 
 class FlushScheduler:
-    """Writes every frame sender's queue once at the end of the loop iteration."""
+    """Writes every frame sender's queue once at the end of the loop iteration, and
+    keeps the set of senders whose deadline is worth watching (``busy``): those that
+    sent since they were last seen idle, so idle members cost the deadline check
+    nothing."""
 
-    __slots__ = ("_due", "_loop", "_scheduled")
+    __slots__ = ("_due", "_loop", "_scheduled", "busy")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._due: list[FrameSender] = []
         self._scheduled = False
+        self.busy: set[Sender] = set()
 
     def schedule(self, sender: FrameSender) -> None:
         self._due.append(sender)
@@ -370,11 +405,7 @@ class FrameSender(Sender):
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._scheduled = False
-        self._idle_waiters: list[asyncio.Future[None]] = []
-        # Progress tracking for the deadline: bytes written since the last check, the
-        # transport backlog then, and since when no byte has moved.
-        self._written = 0
-        self._last_backlog = 0
+        # Since when the peer has been behind (its backlog above LOW_WATER).
         self._stalled_since: float | None = None
         on_writable = getattr(sink, "on_writable", None)
         self._on_writable: Callable[[Callable[[], None] | None], None] | None = on_writable
@@ -444,7 +475,7 @@ class FrameSender(Sender):
                 taken += len(part)
             self._bytes -= taken
             data = b"".join(parts)
-        self._written += len(data)
+        self._scheduler.busy.add(self)
         if not self.sink.write(data):
             self._fail(1006, "connection closed")
             return
@@ -461,30 +492,22 @@ class FrameSender(Sender):
         self.flush()
         if self.closed or not self._queue:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append(waiter)
-        await waiter
-
-    def _went_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._until_idle()
 
     def overdue(self, now: float) -> bool:
         if self._queue:
             self.flush()  # in case the transport drained without telling us
-        backlog = self.sink.buffered()
-        moved = self._last_backlog + self._written - backlog
-        self._last_backlog = backlog
-        self._written = 0
-        if (not backlog and not self._queue) or moved > 0:
+        if self._bytes + self.sink.buffered() <= LOW_WATER:
             self._stalled_since = None
             return False
         if self._stalled_since is None:
             self._stalled_since = now
             return False
         return now - self._stalled_since > self.limits.send_timeout
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self.sink.buffered()
 
     def _discard(self) -> None:
         self._queue.clear()
@@ -514,4 +537,4 @@ def sender_for(
     sink: Any = ws.scope.get("extensions", {}).get("nexios.frames")
     if sink is not None:
         return FrameSender(ws, sink, limits, on_failure, scheduler, on_drop)
-    return AsgiSender(ws, limits, on_failure, on_drop)
+    return AsgiSender(ws, limits, on_failure, scheduler, on_drop)

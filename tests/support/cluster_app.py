@@ -27,6 +27,13 @@ async def log_leave(event: dict[str, Any]) -> None:
     )
 
 
+@app.events.on("channel.join")
+async def log_join(event: dict[str, Any]) -> None:
+    logger.warning(
+        "join %s %s %s", event["metadata"].get("user"), event["channel_id"], event["reason"]
+    )
+
+
 @app.ws_route("/room/{name}")
 async def room(ws: WebSocket, name: str) -> None:
     await ws.accept()
@@ -37,6 +44,18 @@ async def room(ws: WebSocket, name: str) -> None:
         await ChannelBox.group_send(
             name, {"from": user, "text": text}, save_history=True, seq_field="seq"
         )
+
+
+@app.ws_route("/many/{count:int}")
+async def many(ws: WebSocket, count: int) -> None:
+    """One member in ``count`` groups: keeps the presence heartbeat busy."""
+    await ws.accept()
+    channel = Channel(ws, metadata={"user": "many"})
+    for index in range(count):
+        await ChannelBox.add_channel_to_group(channel, f"many-{index}")
+    await ws.send_json({"joined": count})
+    async for _ in ws.iter_text():
+        pass
 
 
 @app.post("/broadcast/{name}")

@@ -34,6 +34,16 @@ async def room(ws: WebSocket, name: str) -> None:
         _track_peak(name)
 
 
+@app.ws_route("/send/{name}")
+async def send_only(ws: WebSocket, name: str) -> None:
+    """Publishes each text frame to the group without being a member (no copies back)."""
+    await ws.accept()
+    async for text in ws.iter_text():
+        await ChannelBox.group_send(name, text)
+        _track_peak(name)
+    await ws.close()
+
+
 @app.ws_route("/ordered/{name}")
 async def ordered(ws: WebSocket, name: str) -> None:
     """Several broadcasts and then a direct reply, all in one event-loop iteration."""
