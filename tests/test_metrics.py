@@ -51,8 +51,14 @@ def value(text: bytes | str, name: str, **labels: str) -> float | None:
 
 
 @pytest.fixture(autouse=True)
-def single_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+def single_process() -> Iterator[None]:
+    """No multiprocess folder in this process, before and after each test (tests here
+    call prepare_multiprocess_dir, which sets the variable for the workers they start)."""
+    saved = os.environ.pop(MULTIPROC_ENV, None)
+    yield
+    os.environ.pop(MULTIPROC_ENV, None)
+    if saved is not None:
+        os.environ[MULTIPROC_ENV] = saved
 
 
 # --------------------------------------------------------------------------- one process
@@ -390,11 +396,9 @@ def stop_cleanly(process: subprocess.Popen[str]) -> None:
     assert process.wait(timeout=10) == 0
 
 
-def test_workers_are_summed_and_leave_the_gauges_when_they_stop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_workers_are_summed_and_leave_the_gauges_when_they_stop(tmp_path: Path) -> None:
     folder = prepare_multiprocess_dir(tmp_path / "metrics")
-    monkeypatch.delenv(MULTIPROC_ENV)  # prepare sets it for workers; this process stays single
+    del os.environ[MULTIPROC_ENV]  # prepare sets it for workers; this process stays single
     with worker(folder, connections=3, groups=2) as first, worker(folder, 4, 5) as second:
         text = scrape(folder)
         assert value(text, "nexios_connections") == 7
@@ -424,15 +428,15 @@ def test_workers_are_summed_and_leave_the_gauges_when_they_stop(
         assert value(text, "nexios_handshakes_total", outcome="accepted") == 7
 
 
-def test_a_new_run_starts_from_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_run_starts_from_zero(tmp_path: Path) -> None:
     folder = prepare_multiprocess_dir(tmp_path / "metrics")
-    monkeypatch.delenv(MULTIPROC_ENV)
+    del os.environ[MULTIPROC_ENV]
     with worker(folder, connections=2, groups=1) as process:
         stop_cleanly(process)
     assert value(scrape(folder), "nexios_messages_received_total") == 1
     (folder / "notes.txt").write_text("not ours", encoding="utf-8")
     assert prepare_multiprocess_dir(folder) == folder
-    monkeypatch.delenv(MULTIPROC_ENV)
+    del os.environ[MULTIPROC_ENV]
     assert value(scrape(folder), "nexios_messages_received_total") is None
     assert (folder / "notes.txt").exists()  # only metric files are removed
 
@@ -443,7 +447,7 @@ def test_prepare_uses_the_variable_or_a_new_folder(
     monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path / "given"))
     assert prepare_multiprocess_dir() == tmp_path / "given"
     assert (tmp_path / "given").is_dir()
-    monkeypatch.delenv(MULTIPROC_ENV)
+    del os.environ[MULTIPROC_ENV]
     made = prepare_multiprocess_dir()
     try:
         assert made.is_dir() and made.name.startswith("nexios-metrics-")
