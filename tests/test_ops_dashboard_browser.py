@@ -12,17 +12,16 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.redis import RedisServer
 from tests.support.server import REPO_ROOT, Server, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
 try:
@@ -34,7 +33,6 @@ TOKEN = "dashboard-token-for-the-browser-test"
 PAGE = "/_nexios/dashboard"
 SCREENSHOT = REPO_ROOT / "docs" / "dashboard.png"
 TIMEOUT_MS = 10000
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 
 expect.set_options(timeout=TIMEOUT_MS)
 
