@@ -437,7 +437,7 @@ class KeySpace:
 
     def presence_index_of_slot(self, slot: int) -> str:
         """The expiry index of one cluster slot (sharded key spaces only)."""
-        return f"{self.prefix}:pidx:{{{slot_tags()[slot]}}}"
+        return _slot_indexes(self.prefix)[slot]
 
     def stream_pattern(self) -> str:
         """A ``SCAN MATCH`` pattern for every group's stream."""
@@ -446,6 +446,11 @@ class KeySpace:
     def group_of_stream(self, key: bytes | str) -> str:
         text = key.decode() if isinstance(key, bytes) else key
         return text[len(self.group_head) : -len("}:h")]
+
+
+@functools.cache
+def _slot_indexes(prefix: str) -> tuple[str, ...]:
+    return tuple(f"{prefix}:pidx:{{{tag}}}" for tag in slot_tags())
 
 
 @functools.cache
@@ -878,6 +883,8 @@ class Backend:
                 where=where,
                 options=options,
             )
+            if isinstance(cursor, dict):  # a cluster client's answer: {node: cursor}
+                (cursor,) = cursor.values()
             keys.extend(found)
             if int(cursor) == 0:
                 return keys
@@ -942,6 +949,23 @@ class ClusterBackend(Backend):
 
     def primaries(self) -> list[ClusterNode]:
         return self.client.get_primaries()
+
+    def node_named(self, name: str) -> ClusterNode | None:
+        """The node ``host:port`` in the slot map known here (None: not a node now)."""
+        return self.client.get_node(node_name=name)
+
+    def where_key(self, key: str) -> Hashable:
+        """Like :meth:`where`, for a key that belongs to no group."""
+        node = self.node_of_slot(key_slot(key.encode()))
+        return None if node is None else node.name
+
+    def slots_by_primary(self) -> dict[str, list[int]]:
+        """The slots each primary serves, by node name, in the slot map known here."""
+        served: dict[str, list[int]] = {}
+        for slot, nodes in self.client.nodes_manager.slots_cache.items():
+            if nodes:
+                served.setdefault(nodes[0].name, []).append(slot)
+        return served
 
     async def ready(self) -> None:
         """Read the slot map if it is not known yet (bounded by the timeout).

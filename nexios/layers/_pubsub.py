@@ -151,17 +151,26 @@ class Link:
         False when the link is down (the channel is subscribed when it is back) or the
         server refused it (``on_moved`` was told).
         """
-        if channel in self.channels and channel in self._active and channel not in self._pending:
-            return True
-        self.channels.add(channel)
-        if self._conn is None:
-            return False
-        waiter = self._pending.get(channel)
+        waiter = self.want(channel)
         if waiter is None:
-            waiter = self._pending[channel] = asyncio.get_running_loop().create_future()
-            self._send(self._subscribe, channel, waiter)
+            return self._conn is not None
         # shield: one caller giving up must not cancel the others' confirmation
         return await asyncio.shield(waiter)
+
+    def want(self, channel: bytes) -> asyncio.Future[bool] | None:
+        """Carry ``channel`` from now on; the confirmation to wait for, or None when there
+        is none (confirmed already, or the link is down and subscribes it when back)."""
+        wanted = channel in self.channels
+        self.channels.add(channel)
+        if self._conn is None:
+            return None
+        waiter = self._pending.get(channel)
+        if waiter is None:
+            if wanted and channel in self._active:
+                return None
+            waiter = self._pending[channel] = asyncio.get_running_loop().create_future()
+            self._send(self._subscribe, channel, waiter)
+        return waiter
 
     def unsubscribe(self, channel: bytes) -> None:
         """Stop carrying ``channel`` at once; tell the server if connected."""
