@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import redis
 
 __all__ = [
     "LocalCluster",
@@ -284,21 +285,20 @@ class LocalCluster:
         return f"redis+cluster://{seeds}"
 
     def start(self) -> LocalCluster:
-        for node in self.nodes:
-            node.launch()
-        for node in self.nodes:
-            node.wait_ready()
-        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        created = subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1"]
-            + ["--cluster-yes"],
-            capture_output=True,
-            timeout=30,
-        )
-        if created.returncode != 0:
+        try:
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_ready()
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            command = [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "1"]
+            created = subprocess.run([*command, "--cluster-yes"], capture_output=True, timeout=30)
+            if created.returncode != 0:
+                raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout!r}")
+            self.wait_healthy(len(self.nodes))
+        except BaseException:
             self.stop()
-            raise RuntimeError(f"redis-cli --cluster create failed: {created.stdout!r}")
-        self.wait_healthy(len(self.nodes))
+            raise
         return self
 
     def wait_healthy(self, nodes: int, timeout: float = 20.0) -> None:
@@ -360,6 +360,31 @@ class LocalCluster:
             if not reply.startswith(b"-MOVED") and not reply.startswith(b"-ASK"):
                 return node
         raise RuntimeError(f"no primary serves {key!r}")
+
+    def move_slot(self, slot: int, target: RedisServer) -> None:
+        """Reshard: move ``slot`` and its keys to the primary ``target`` (as
+        ``redis-cli --cluster reshard`` does: IMPORTING/MIGRATING, MIGRATE, NODE)."""
+        clients = {node.port: redis.Redis(port=node.port) for node in self.primaries()}
+        try:
+            ids = {port: client.cluster("MYID").decode() for port, client in clients.items()}
+            source = next(port for port, client in clients.items() if self._serves(client, slot))
+            clients[target.port].cluster("SETSLOT", slot, "IMPORTING", ids[source])
+            clients[source].cluster("SETSLOT", slot, "MIGRATING", ids[target.port])
+            while keys := clients[source].cluster("GETKEYSINSLOT", slot, 100):
+                clients[source].migrate("127.0.0.1", target.port, keys, 0, 5000)
+            for port in (target.port, source, *clients):
+                clients[port].cluster("SETSLOT", slot, "NODE", ids[target.port])
+        finally:
+            for client in clients.values():
+                client.close()
+
+    @staticmethod
+    def _serves(client: redis.Redis, slot: int) -> bool:
+        myself = client.cluster("MYID").decode()
+        for start, end, owner, *_ in client.execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return bool(owner[2].decode() == myself)
+        return False
 
     def flush(self) -> None:
         for node in self.primaries():
