@@ -353,6 +353,8 @@ async def test_a_group_follows_its_slot_to_another_primary(own_cluster: LocalClu
 async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
     own_cluster: LocalCluster,
 ) -> None:
+    """Its replica lags (frozen): the last messages, acknowledged and delivered, are lost
+    with the primary. Their seqs must never be given to other messages."""
     url = own_cluster.url(nodes=6)
     recorder = Recorder()
     events: list[bool] = []
@@ -369,9 +371,22 @@ async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
     await recorder.wait_for_count(len(groups))
     victim = own_cluster.primaries()[0]
     lost = groups[victim.port]
+    replica = own_cluster.replica_of(victim)
+    with redis.Redis(port=victim.port) as client:
+        assert client.execute_command("WAIT", 1, 5000) == 1  # replicated so far
+        # cut the replication link, the replica frozen so that it cannot come back
+        replica.freeze()
+        assert client.client_kill_filter(_type="replica") == 1
+    unreplicated = [
+        await publisher.publish_saved(lost, "text", b"lost-%d" % i, history=history)
+        for i in range(3)
+    ]
+    assert [r.entry.seq for r in unreplicated if r.entry] == [2, 3, 4]
+    await recorder.wait_for_count(len(groups) + 3)  # delivered, then lost with the primary
 
     killed_at = time.monotonic()
     victim.kill()
+    replica.thaw()
     await wait_until(lambda: events == [False, True], timeout=30)
     resumed = time.monotonic() - killed_at
     assert listener.health().connected and victim.port not in {
@@ -379,9 +394,11 @@ async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
         for name in listener.health().details["primaries"]  # type: ignore[attr-defined]
     }
     # everything works again, without restarting anything
+    page = await history.read(lost)
+    assert page.last_seq == 1  # the promoted replica never had seqs 2-4
     for group in groups.values():
         await publisher.publish(group, _text("after"))
-    await recorder.wait_for_count(2 * len(groups))
+    await recorder.wait_for_count(2 * len(groups) + 3)
     after = {
         group: await publisher.publish_saved(group, "text", b"2", history=history)
         for group in groups.values()
@@ -391,6 +408,9 @@ async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
         assert result.entry is not None and before is not None
         if group == lost:  # numbered by the promoted replica: a new epoch, from 1
             assert (result.entry.epoch != before.epoch, result.entry.seq) == (True, 1)
+            # recovering across the failover says what it cannot give
+            recovered = await history.read(lost, since=4, epoch=before.epoch)
+            assert not recovered.complete and list(recovered) == []
         else:
             assert (result.entry.epoch, result.entry.seq) == (before.epoch, 2)
     entries = [(group, "member", b"i") for group in groups.values()]

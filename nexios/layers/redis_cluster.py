@@ -75,7 +75,7 @@ REAP_LEASE = 1.0
 INDEXES_PER_SCRIPT = 1024
 """Slot indexes one reap script looks at (about a millisecond of Redis time)."""
 SETTLE_BASE = 0.05
-SETTLE_MAX = 1.0
+SETTLE_MAX = 0.5
 
 _HEARTBEAT_NODES = load_script("presence_heartbeat_nodes")
 _REAP_NODES = load_script("presence_reap_nodes")

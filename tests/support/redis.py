@@ -353,6 +353,18 @@ class LocalCluster:
                 found.append(node)
         return found
 
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        """The running replica of ``primary``."""
+        primary_id = _command(primary.port, b"CLUSTER MYID").decode()
+        for node in self.nodes:
+            if node.running and node is not primary:
+                replication = _command(node.port, b"CLUSTER NODES").decode()
+                for line in replication.splitlines():
+                    fields = line.split()
+                    if "myself" in fields[2] and fields[3] == primary_id:
+                        return node
+        raise RuntimeError(f"no replica of {primary.port}")
+
     def primary_of(self, key: bytes) -> RedisServer:
         """The running primary that serves ``key``'s slot."""
         for node in self.primaries():
