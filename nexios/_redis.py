@@ -853,20 +853,19 @@ class Backend:
     keyspace: KeySpace
     queue: CommandQueue
 
-    def where(self, group: str) -> Hashable:
-        """The server ``group``'s calls go to, for :class:`CommandQueue` (None: the one)."""
-        return None
+    def at(self, group: str) -> Mapping[str, Any]:
+        """Where ``group``'s calls go, as keyword arguments of :class:`CommandQueue`
+        calls (none for a single server)."""
+        return _NO_OPTIONS
 
     async def ready(self) -> None:
         """Learn what must be known before the first call (a cluster's slot map)."""
 
     async def scan(self, pattern: str, kind: str) -> list[bytes]:
         """Every key matching ``pattern`` of type ``kind``, on every server."""
-        return await self._scan(pattern, kind, None, _NO_OPTIONS)
+        return await self._scan(pattern, kind, _NO_OPTIONS)
 
-    async def _scan(
-        self, pattern: str, kind: str, where: Hashable, options: Mapping[str, Any]
-    ) -> list[bytes]:
+    async def _scan(self, pattern: str, kind: str, at: Mapping[str, Any]) -> list[bytes]:
         keys: list[bytes] = []
         cursor: Any = 0
         while True:
@@ -880,8 +879,7 @@ class Backend:
                 "TYPE",
                 kind,
                 ordered=False,
-                where=where,
-                options=options,
+                **at,
             )
             if isinstance(cursor, dict):  # a cluster client's answer: {node: cursor}
                 (cursor,) = cursor.values()
@@ -936,9 +934,19 @@ class ClusterBackend(Backend):
         self.keyspace = KeySpace(f"cluster {','.join(seeds)}", key_prefix, sharded=True)
         self.queue = CommandQueue(self.client, timeout=timeout, scripts=scripts)
 
-    def where(self, group: str) -> Hashable:
-        node = self.node_of_slot(self.keyspace.slot(group))
-        return None if node is None else node.name
+    def at(self, group: str) -> Mapping[str, Any]:
+        """The lanes of the primary serving ``group``'s slot, and that node as the
+        target: redis-py then skips finding each command's keys (a ``MOVED`` answer
+        still sends the command where its keys live now)."""
+        return self.at_slot(self.keyspace.slot(group))
+
+    def at_slot(self, slot: int) -> Mapping[str, Any]:
+        node = self.node_of_slot(slot)
+        return _NO_OPTIONS if node is None else self.at_node(node)
+
+    @staticmethod
+    def at_node(node: ClusterNode) -> Mapping[str, Any]:
+        return {"where": node.name, "options": {"target_nodes": node}}
 
     def node_of_slot(self, slot: int) -> ClusterNode | None:
         """The primary serving ``slot`` in the slot map known here (None: not known yet)."""
@@ -954,10 +962,9 @@ class ClusterBackend(Backend):
         """The node ``host:port`` in the slot map known here (None: not a node now)."""
         return self.client.get_node(node_name=name)
 
-    def where_key(self, key: str) -> Hashable:
-        """Like :meth:`where`, for a key that belongs to no group."""
-        node = self.node_of_slot(key_slot(key.encode()))
-        return None if node is None else node.name
+    def at_key(self, key: str) -> Mapping[str, Any]:
+        """Like :meth:`at`, for a key that belongs to no group."""
+        return self.at_slot(key_slot(key.encode()))
 
     def slots_by_primary(self) -> dict[str, list[int]]:
         """The slots each primary serves, by node name, in the slot map known here."""
@@ -984,10 +991,7 @@ class ClusterBackend(Backend):
     async def scan(self, pattern: str, kind: str) -> list[bytes]:
         await self.ready()
         found = await asyncio.gather(
-            *(
-                self._scan(pattern, kind, node.name, {"target_nodes": node})
-                for node in self.primaries()
-            )
+            *(self._scan(pattern, kind, self.at_node(node)) for node in self.primaries())
         )
         return [key for keys in found for key in keys]
 

@@ -125,7 +125,7 @@ class RedisHistoryStore(HistoryStore):
                 _APPEND,
                 append_keys(self.keyspace, group, idempotency_key),
                 append_args(self._backend, self.limits, kind, data, idempotency_key, seq_field),
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
         return entry_from_append(group, kind, data, reply, seq_field)
 
@@ -157,7 +157,7 @@ class RedisHistoryStore(HistoryStore):
                     "1" if checked else "0",
                 ],
                 ordered=False,
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
         current = text_of(current)
         entries = [
@@ -204,7 +204,7 @@ class RedisHistoryStore(HistoryStore):
                         self._queue.call(
                             "DEL",
                             key,
-                            where=self._backend.where(self.keyspace.group_of_stream(key)),
+                            **self._backend.at(self.keyspace.group_of_stream(key)),
                         )
                         for key in chunk
                     )

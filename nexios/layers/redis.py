@@ -311,7 +311,7 @@ class RedisLayer(ChannelLayer):
                 self._backend.publish_command,
                 self.keyspace.channel(group),
                 raw,
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
         return int(receivers)
 
@@ -351,7 +351,7 @@ class RedisLayer(ChannelLayer):
                 _PUBLISH_SAVED,
                 append_keys(self.keyspace, group, idempotency_key),
                 args,
-                where=backend.where(group),
+                **backend.at(group),
             )
         entry = entry_from_append(group, kind, data, reply, seq_field)
         receivers = int(reply[4]) if len(reply) > 4 else 0
@@ -372,7 +372,7 @@ class RedisLayer(ChannelLayer):
                 _PUBLISH_ONCE,
                 [self.keyspace.unsaved_key(group, idempotency_key)],
                 [window, self.keyspace.channel(group), raw, self._backend.publish_command],
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
         return PublishResult(int(receivers), duplicate=bool(int(duplicate)))
 
@@ -427,7 +427,7 @@ class RedisLayer(ChannelLayer):
                 _PRESENCE_ADD,
                 [members, infos, self.keyspace.presence_index(group)],
                 [channel_id, info, ttl_ms(ttl), group],
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
 
     async def presence_remove(self, group: str, channel_id: str) -> bool:
@@ -440,7 +440,7 @@ class RedisLayer(ChannelLayer):
                 _PRESENCE_REMOVE,
                 [members, infos, self.keyspace.presence_index(group)],
                 [channel_id, group],
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
         return bool(removed)
 
@@ -453,7 +453,7 @@ class RedisLayer(ChannelLayer):
                 self.keyspace.presence(group),
                 [],
                 ordered=False,
-                where=self._backend.where(group),
+                **self._backend.at(group),
             )
         return [
             PresenceRecord(group, text_of(flat[i]), _as_bytes(flat[i + 1]))
@@ -474,7 +474,7 @@ class RedisLayer(ChannelLayer):
                             *(self.keyspace.presence(group)[0] for group, _ in chunk),
                         ],
                         [ttl_ms(ttl), *(value for entry in chunk for value in entry)],
-                        where=self._backend.where(chunk[0][0]),
+                        **self._backend.at(chunk[0][0]),
                     )
                     for chunk in self._refresh_chunks(entries)
                 )

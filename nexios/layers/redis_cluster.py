@@ -301,8 +301,7 @@ class RedisClusterLayer(RedisLayer):
                     _HEARTBEAT_NODES,
                     [],
                     [ttl_ms(ttl), *self._beat_args(part)],
-                    where=node.name,
-                    options={"target_nodes": node},
+                    **self._cluster.at_node(node),
                 )
                 for node, part in parts
             )
@@ -345,7 +344,7 @@ class RedisClusterLayer(RedisLayer):
             [key],
             [self.origin, round(REAP_LEASE * 1000)],
             ordered=False,
-            where=self._cluster.where_key(key),
+            **self._cluster.at_key(key),
         )
         return bool(taken)
 
@@ -359,8 +358,7 @@ class RedisClusterLayer(RedisLayer):
                     [],
                     [REAP_LIMIT, self.keyspace.group_head, "}", *part],
                     ordered=False,
-                    where=node.name,
-                    options={"target_nodes": node},
+                    **self._cluster.at_node(node),
                 )
                 reaped += records_of(flat)
                 if not int(more):
