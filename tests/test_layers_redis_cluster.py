@@ -17,7 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 from nexios._redis import KeySpace
 from nexios.exceptions import BackendUnavailableError, ConfigurationError
 from nexios.history import history_from_url
-from nexios.history.base import HistoryLimits
+from nexios.history.base import HistoryLimits, HistoryStore
 from nexios.history.redis import RedisHistoryStore
 from nexios.layers import layer_from_url
 from nexios.layers.base import PresenceRecord, WireMessage
@@ -307,16 +307,22 @@ async def test_reaping_sweeps_each_primary_about_once_per_lease(
 # -- moving slots and failovers ------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.anyio
-async def test_a_group_follows_its_slot_to_another_primary(own_cluster: LocalCluster) -> None:
-    url = own_cluster.url()
+async def two_processes(
+    url: str,
+) -> tuple[RedisClusterLayer, Recorder, list[bool], RedisClusterLayer, HistoryStore]:
+    """A listener (its recorder, its ``on_link`` events) and a publisher (its history)."""
     recorder = Recorder()
     events: list[bool] = []
     listener = RedisClusterLayer(url, origin=uuid.uuid4().bytes)
     await listener.start(recorder, on_link=events.append)
     publisher = await started(url, origin=uuid.uuid4().bytes)
-    history = publisher.default_history()
+    return listener, recorder, events, publisher, publisher.default_history()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_group_follows_its_slot_to_another_primary(own_cluster: LocalCluster) -> None:
+    listener, recorder, events, publisher, history = await two_processes(own_cluster.url())
     assert await listener.subscribe("moving") and await listener.subscribe("staying")
     first = await publisher.publish_saved("moving", "text", b"before", history=history)
     await publisher.presence_add("moving", "c1", b"i", ttl=30)
@@ -355,13 +361,7 @@ async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
 ) -> None:
     """Its replica lags (frozen): the last messages, acknowledged and delivered, are lost
     with the primary. Their seqs must never be given to other messages."""
-    url = own_cluster.url(nodes=6)
-    recorder = Recorder()
-    events: list[bool] = []
-    listener = RedisClusterLayer(url, origin=uuid.uuid4().bytes)
-    await listener.start(recorder, on_link=events.append)
-    publisher = await started(url, origin=uuid.uuid4().bytes)
-    history = publisher.default_history()
+    listener, recorder, events, publisher, history = await two_processes(own_cluster.url(6))
     groups = groups_on_each_primary(own_cluster, listener.keyspace)
     first = {}
     for group in groups.values():

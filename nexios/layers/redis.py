@@ -41,8 +41,10 @@ import asyncio
 import dataclasses
 import enum
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
+
+from redis.asyncio.connection import AbstractConnection
 
 from nexios._redis import (
     DEFAULT_TIMEOUT,
@@ -192,17 +194,23 @@ class RedisLayer(ChannelLayer):
                 "(nexios.layers.redis_cluster), or layer_from_url, which picks it."
             )
         backend = ServerBackend(url, timeout=timeout, scripts=SCRIPTS, key_prefix=key_prefix)
-        self._link = Link(
-            backend.address,
-            backend.pubsub_connection,
-            sharded=False,
-            timeout=timeout,
+        self._link = self._new_link(backend.address, backend.pubsub_connection, sharded=False)
+        return backend
+
+    def _new_link(
+        self, name: str, connect: Callable[[], AbstractConnection], *, sharded: bool
+    ) -> Link:
+        return Link(
+            name,
+            connect,
+            sharded=sharded,
+            timeout=self._timeout,
             ping_interval=self._ping_interval,
             on_message=self._deliver,
             on_up=self._link_up,
             on_down=self._link_down,
+            on_moved=self._moved,
         )
-        return backend
 
     @property
     def origin(self) -> bytes:
@@ -407,6 +415,9 @@ class RedisLayer(ChannelLayer):
 
     def _link_down(self, link: Link) -> None:
         self._tell_link(False)
+
+    def _moved(self, link: Link, channel: bytes) -> None:
+        """A server stopped serving a channel (only sharded links say so)."""
 
     def _tell_link(self, up: bool) -> None:
         if self._on_link is None:

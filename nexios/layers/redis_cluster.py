@@ -153,17 +153,8 @@ class RedisClusterLayer(RedisLayer):
                 asyncio.get_running_loop().create_task(link.stop())
 
     def _add_link(self, name: str) -> Link:
-        link = self._links[name] = Link(
-            name,
-            functools.partial(self._pubsub_connection, name),
-            sharded=True,
-            timeout=self._timeout,
-            ping_interval=self._ping_interval,
-            on_message=self._deliver,
-            on_up=self._link_up,
-            on_down=self._link_down,
-            on_moved=self._moved,
-        )
+        connect = functools.partial(self._pubsub_connection, name)
+        link = self._links[name] = self._new_link(name, connect, sharded=True)
         link.start()
         return link
 
