@@ -439,6 +439,10 @@ class KeySpace:
         """The expiry index of one cluster slot (sharded key spaces only)."""
         return _slot_indexes(self.prefix)[slot]
 
+    def reap_lease_of_slot(self, slot: int) -> str:
+        """The lease on sweeping the expiry indexes of the primary serving ``slot``."""
+        return f"{self.prefix}:reaping:{{{slot_tags()[slot]}}}"
+
     def stream_pattern(self) -> str:
         """A ``SCAN MATCH`` pattern for every group's stream."""
         return f"{_glob_escape(self.group_head)}*}}:h"
@@ -961,10 +965,6 @@ class ClusterBackend(Backend):
     def node_named(self, name: str) -> ClusterNode | None:
         """The node ``host:port`` in the slot map known here (None: not a node now)."""
         return self.client.get_node(node_name=name)
-
-    def at_key(self, key: str) -> Mapping[str, Any]:
-        """Like :meth:`at`, for a key that belongs to no group."""
-        return self.at_slot(key_slot(key.encode()))
 
     def slots_by_primary(self) -> dict[str, list[int]]:
         """The slots each primary serves, by node name, in the slot map known here."""

@@ -5,6 +5,7 @@ failovers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -357,7 +358,7 @@ async def test_a_group_follows_its_slot_to_another_primary(own_cluster: LocalClu
 @pytest.mark.slow
 @pytest.mark.anyio
 async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
-    own_cluster: LocalCluster,
+    own_cluster: LocalCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its replica lags (frozen): the last messages, acknowledged and delivered, are lost
     with the primary. Their seqs must never be given to other messages."""
@@ -384,9 +385,19 @@ async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
     assert [r.entry.seq for r in unreplicated if r.entry] == [2, 3, 4]
     await recorder.wait_for_count(len(groups) + 3)  # delivered, then lost with the primary
 
+    others = [group for port, group in groups.items() if port != victim.port]
+    for group in others:
+        await listener.presence_add(group, "gone", b"x", ttl=0.01)
+    await anyio.sleep(0.05)
+
     killed_at = time.monotonic()
     victim.kill()
     replica.thaw()
+    # meanwhile the other primaries go on: what expired there is reaped (and announced)
+    with caplog.at_level(logging.WARNING, logger="nexios.layers.redis"):
+        reaped = await listener.presence_reap()
+    assert sorted(r.group for r in reaped) == sorted(others)
+    assert f"Could not reap expired presence on 127.0.0.1:{victim.port}" in caplog.text
     await wait_until(lambda: events == [False, True], timeout=30)
     resumed = time.monotonic() - killed_at
     assert listener.health().connected and victim.port not in {

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
@@ -90,6 +91,9 @@ _SLOT_MAP_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _Entry = tuple[str, str, bytes]
+_T = TypeVar("_T")
+
+logger = logging.getLogger("nexios.layers.redis")
 
 
 class RedisClusterLayer(RedisLayer):
@@ -112,6 +116,8 @@ class RedisClusterLayer(RedisLayer):
         self._home: dict[str, str] = {}
         """Group -> the primary (node name) whose link carries it."""
         self._settling: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        """Links of nodes that left, being stopped."""
         self._up: bool | None = None
         """Every link up and every group confirmed on its primary (None: starting)."""
         return self._cluster
@@ -150,7 +156,9 @@ class RedisClusterLayer(RedisLayer):
         for name, link in list(self._links.items()):
             if name not in primaries and not link.channels:
                 del self._links[name]
-                asyncio.get_running_loop().create_task(link.stop())
+                stopping = asyncio.get_running_loop().create_task(link.stop())
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
 
     def _add_link(self, name: str) -> Link:
         connect = functools.partial(self._pubsub_connection, name)
@@ -260,15 +268,19 @@ class RedisClusterLayer(RedisLayer):
     async def presence_heartbeat(
         self, entries: Sequence[_Entry], ttl: float
     ) -> list[PresenceRecord]:
+        """One script per primary and chunk. A primary that cannot be reached does not
+        keep the others' entries from being extended (nor their re-added ones from being
+        returned): it is logged, and raised only when no primary could be reached."""
         self._check_open()
         valid = [entry for entry in entries if is_group_name(entry[0])]
         with self._errors("refresh presence"):
             await self._cluster.ready()
-            added, moved = await self._beat(valid, ttl)
-            if moved:  # the slot map changed: learn the new one, then once more
+        added, moved = await self._beat(valid, ttl)
+        if moved:  # the slot map changed: learn the new one, then once more
+            with self._errors("refresh presence"):
                 await self._cluster.refresh()
-                again, _ = await self._beat(moved, ttl)
-                added += again
+            again, _ = await self._beat(moved, ttl)
+            added += again
         return added
 
     async def _beat(
@@ -286,22 +298,46 @@ class RedisClusterLayer(RedisLayer):
         parts = [
             (node, part) for node, items in by_node.values() for part in chunks(items, SCRIPT_CHUNK)
         ]
-        replies = await asyncio.gather(
-            *(
-                self._queue.submit_script(
-                    _HEARTBEAT_NODES,
-                    [],
-                    [ttl_ms(ttl), *self._beat_args(part)],
-                    **self._cluster.at_node(node),
+        replies = await self._on_primaries(
+            "refresh presence",
+            [
+                (
+                    node,
+                    self._queue.submit_script(
+                        _HEARTBEAT_NODES,
+                        [],
+                        [ttl_ms(ttl), *self._beat_args(part)],
+                        **self._cluster.at_node(node),
+                    ),
                 )
                 for node, part in parts
-            )
+            ],
         )
         added: list[PresenceRecord] = []
-        for (_, part), (added_at, moved_at) in zip(parts, replies, strict=True):
-            added += [PresenceRecord(*part[int(i) - 1]) for i in added_at]
-            moved += [part[int(i) - 1] for i in moved_at]
+        for (_, part), reply in zip(parts, replies, strict=True):
+            if reply is not None:
+                added_at, moved_at = reply
+                added += [PresenceRecord(*part[int(i) - 1]) for i in added_at]
+                moved += [part[int(i) - 1] for i in moved_at]
         return added, moved
+
+    async def _on_primaries(
+        self, action: str, calls: Sequence[tuple[ClusterNode, Awaitable[_T]]]
+    ) -> list[_T | None]:
+        """Await one call per primary (or chunk): the replies, None for a primary that
+        failed. Failures are logged; when every call failed, the first is raised."""
+        results = await asyncio.gather(*(call for _, call in calls), return_exceptions=True)
+        failed = [
+            (node.name, result)
+            for (node, _), result in zip(calls, results, strict=True)
+            if isinstance(result, BaseException)
+        ]
+        if failed and len(failed) == len(calls):
+            with self._errors(action):
+                raise failed[0][1]
+        for name, error in failed:
+            logger.warning("Could not %s on %s: %s", action, name, describe_error(error))
+        return [None if isinstance(result, BaseException) else result for result in results]
 
     def _beat_args(self, part: Sequence[_Entry]) -> list[Any]:
         args: list[Any] = []
@@ -312,30 +348,36 @@ class RedisClusterLayer(RedisLayer):
         return args
 
     async def presence_reap(self) -> list[PresenceRecord]:
+        """Each primary's slot indexes, unless another process swept them just now. A
+        primary that cannot be reached is logged and skipped (what the others reaped is
+        returned, so that each leave is announced), raised only when all fail."""
         self._check_open()
         with self._errors("reap expired presence"):
             await self._cluster.ready()
-            served = self._cluster.slots_by_primary()
-            nodes = [node for node in self._cluster.primaries() if node.name in served]
-            leased = await asyncio.gather(*(self._lease(node) for node in nodes))
-            found = await asyncio.gather(
-                *(
-                    self._reap_node(node, served[node.name])
-                    for node, lease in zip(nodes, leased, strict=True)
-                    if lease
-                )
-            )
-        return [record for records in found for record in records]
+        served = self._cluster.slots_by_primary()
+        nodes = [node for node in self._cluster.primaries() if node.name in served]
+        found = await self._on_primaries(
+            "reap expired presence",
+            [(node, self._sweep(node, served[node.name])) for node in nodes],
+        )
+        return [record for records in found if records for record in records]
 
-    async def _lease(self, node: ClusterNode) -> bool:
-        """True unless another process swept ``node`` within the last :data:`REAP_LEASE`."""
-        key = f"{self.keyspace.prefix}:reaping:{node.name}"
+    async def _sweep(self, node: ClusterNode, slots: list[int]) -> list[PresenceRecord]:
+        if not await self._lease(node, slots[0]):
+            return []
+        return await self._reap_node(node, slots)
+
+    async def _lease(self, node: ClusterNode, slot: int) -> bool:
+        """True unless another process swept ``node`` within the last :data:`REAP_LEASE`.
+
+        The lease lives in a slot of ``node``: a sweep needs that node only.
+        """
         taken = await self._queue.script(
             _LEASE,
-            [key],
+            [self.keyspace.reap_lease_of_slot(slot)],
             [self.origin, round(REAP_LEASE * 1000)],
             ordered=False,
-            **self._cluster.at_key(key),
+            **self._cluster.at_node(node),
         )
         return bool(taken)
 
