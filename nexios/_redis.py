@@ -979,9 +979,20 @@ class ClusterBackend(Backend):
 
         Later the client reloads it by itself after a connection error or a redirect.
         """
-        if not self.client.nodes_manager.slots_cache:
+        if self.client.nodes_manager.slots_cache:
+            return
+        try:
             async with bounded(self.timeout):
                 await self.client.initialize()
+        except RedisClusterException as exc:
+            if "Cluster mode is not enabled" in str(exc):
+                raise ConfigurationError(
+                    f"{self.address} is not a Redis Cluster (cluster mode is disabled): "
+                    "write redis://host:port/0 for one server, or point "
+                    "redis+cluster:// at the nodes of a cluster."
+                ) from exc
+            # no node answered: an outage, not a mistake
+            raise RedisConnectionError(str(exc)) from exc
 
     async def refresh(self) -> None:
         """Read the slot map again (after a failover, a resharding, a dead node)."""

@@ -26,7 +26,7 @@ from nexios.layers.redis import RedisLayer
 from nexios.layers.redis_cluster import RedisClusterLayer
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
 from tests.conformance.layer import ChannelLayerConformance, Recorder
-from tests.support.redis import LocalCluster, free_port
+from tests.support.redis import LocalCluster, RedisServer, free_port
 
 OTHER_ORIGIN = uuid.uuid4().bytes
 """The origin of a layer that plays "another process" inside this one."""
@@ -167,6 +167,25 @@ async def test_start_fails_fast_when_no_node_answers() -> None:
     with anyio.fail_after(3), pytest.raises(BackendUnavailableError, match="unreachable"):
         await layer.start(Recorder())
     assert not layer.health().connected
+
+
+@pytest.mark.anyio
+async def test_each_kind_of_url_at_the_other_kind_of_server_says_what_to_write(
+    redis_server: RedisServer, redis_cluster: LocalCluster
+) -> None:
+    at_one_server = RedisClusterLayer(f"redis+cluster://127.0.0.1:{redis_server.port}")
+    with pytest.raises(ConfigurationError, match=r"not a Redis Cluster.*redis://host:port/0"):
+        await at_one_server.start(Recorder())
+    assert not at_one_server.health().connected
+    store = RedisHistoryStore(f"redis+cluster://127.0.0.1:{redis_server.port}")
+    with pytest.raises(ConfigurationError, match="not a Redis Cluster"):
+        await store.append("room", "text", b"x")
+    await store.close()
+    node = redis_cluster.nodes[0].port
+    at_a_cluster = RedisLayer(f"redis://127.0.0.1:{node}/0")
+    with pytest.raises(ConfigurationError, match=f"redis\\+cluster://127.0.0.1:{node}"):
+        await at_a_cluster.start(Recorder())
+    assert not at_a_cluster.health().connected
 
 
 # -- shards ------------------------------------------------------------------------------

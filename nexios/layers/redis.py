@@ -239,7 +239,11 @@ class RedisLayer(ChannelLayer):
         self._receiver = receiver
         self._on_link = on_link
         self._state = _State.STARTED
-        error = await self._connect_links()
+        try:
+            error = await self._connect_links()
+        except BaseException:
+            await self.stop()
+            raise
         if error is not None:
             await self.stop()
             raise BackendUnavailableError(
@@ -249,11 +253,23 @@ class RedisLayer(ChannelLayer):
             )
 
     async def _connect_links(self) -> str | None:
-        """Start the pub/sub link(s) and wait until up: None, or what went wrong."""
+        """Start the pub/sub link(s) and wait until up: None, or what went wrong.
+
+        Raises ConfigurationError when the server is a Redis Cluster node: one-server
+        commands would meet ``MOVED`` for most groups.
+        """
         self._link.start()
-        if await self._link.wait_up():
-            return None
-        return self._link.last_error or "no answer"
+        if not await self._link.wait_up():
+            return self._link.last_error or "no answer"
+        with self._errors("start the channel layer"):
+            info = await self._queue.call("INFO", "cluster")  # redis-py parses it: a dict
+        if int(info.get("cluster_enabled", 0)):
+            raise ConfigurationError(
+                f"Redis at {self._address} is a node of a Redis Cluster: write "
+                f"redis+cluster://{self._address} (any nodes, comma-separated) in "
+                "NEXIOS_CHANNELS_URL instead of redis://."
+            )
+        return None
 
     async def stop(self) -> None:
         if self._state is _State.STOPPED:
