@@ -282,9 +282,10 @@ def cluster_client_from_url(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],
             retry=Retry(NoBackoff(), 0),
             max_connections=max_connections,
+            # no timeouts of redis-py's (see client_from_url): every call is bounded,
+            # by loop-free time, and so is every reload of the slot map
             socket_timeout=None,
-            # a frozen node must not stall the discovery of the others for ever
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=None,
             **options,
         )
     except (TypeError, RedisClusterException) as exc:

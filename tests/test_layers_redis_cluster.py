@@ -261,6 +261,34 @@ async def test_saved_messages_arrive_in_seq_order_in_every_shard(cluster_url: st
         await store.close()
 
 
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.parametrize("shape", ["distinct groups", "one group"])
+async def test_a_join_storm_on_a_healthy_cluster_has_no_failures(
+    cluster_url: str, shape: str
+) -> None:
+    joins = 5000
+    # a bound shorter than the storm: waiting in a queue or for a connection the busy
+    # loop has not read yet is not an outage (the first calls open every connection)
+    layer = await started(cluster_url, timeout=0.5)
+
+    async def join(i: int) -> None:
+        group = f"group-{i}" if shape == "distinct groups" else "lobby"
+        await asyncio.gather(
+            layer.subscribe(group), layer.presence_add(group, f"m{i}", b'{"n":1}', ttl=60)
+        )
+
+    results = await asyncio.gather(*(join(i) for i in range(joins)), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == [], f"{len(failures)} failed, e.g. {failures[:1]}"
+    if shape == "one group":
+        assert len(await layer.presence_list("lobby")) == joins
+    else:
+        assert layer.health().subscribed_groups == joins
+    assert layer.health().reconnects == 0 and layer.health().connected
+    await layer.stop()
+
+
 # -- presence ----------------------------------------------------------------------------
 
 

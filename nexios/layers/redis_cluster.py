@@ -215,21 +215,26 @@ class RedisClusterLayer(RedisLayer):
     async def _settle(self) -> None:
         delay = SETTLE_BASE
         try:
-            while True:
-                try:
-                    await self._cluster.refresh()
-                except _SLOT_MAP_ERRORS:
-                    pass  # a node is down and no failover yet: try again
-                else:
-                    self._sync_links()
-                    if await self._all_home():
-                        break
+            while not await self._settled():
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, SETTLE_MAX)
         finally:
             if self._settling is asyncio.current_task():
                 self._settling = None
         self._update()
+
+    async def _settled(self) -> bool:
+        """One round: reload the slot map, re-home, wait for the confirmations."""
+        try:
+            await self._cluster.refresh()
+        except _SLOT_MAP_ERRORS:
+            return False  # a node is down and no failover yet: try again
+        try:
+            self._sync_links()
+            return await self._all_home()
+        except Exception:  # a bug must not leave the layer down for good
+            logger.exception("Re-subscribing the groups on the cluster's primaries failed")
+            return False
 
     async def _all_home(self) -> bool:
         """Wait for the confirmations under way: True when every group is carried."""
