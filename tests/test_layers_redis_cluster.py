@@ -479,3 +479,31 @@ async def test_a_killed_primary_is_replaced_and_its_groups_start_a_new_epoch(
     await history.close()
     for layer in (listener, publisher):
         await layer.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_frozen_primary_fails_its_calls_in_time_and_nothing_else(
+    own_cluster: LocalCluster,
+) -> None:
+    layer = await started(own_cluster.url(6), timeout=0.5)
+    groups = groups_on_each_primary(own_cluster, layer.keyspace)
+    for group in groups.values():
+        assert await layer.subscribe(group)
+        await layer.publish(group, _text("warm"))  # every connection is open
+    frozen = own_cluster.primaries()[0]
+    stuck, fine = groups[frozen.port], [g for p, g in groups.items() if p != frozen.port]
+    frozen.freeze()
+    try:
+        with anyio.fail_after(3):
+            with pytest.raises(BackendUnavailableError, match="unreachable"):
+                await layer.publish(stuck, _text("x"))
+        with anyio.fail_after(3):  # the other primaries answer meanwhile
+            for group in fine:
+                await layer.presence_add(group, "c", b"", ttl=30)
+            await layer.presence_reap()
+        await wait_until(lambda: not layer.health().connected, timeout=3)  # PING unanswered
+        with anyio.fail_after(3):
+            await layer.stop()
+    finally:
+        frozen.thaw()
