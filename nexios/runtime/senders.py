@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nexios.connection import WebSocket
+from nexios.connection import MemberConnection
 from nexios.exceptions import ConfigurationError
 from nexios.framing import Frame
 
@@ -121,7 +121,9 @@ class Sender(abc.ABC):
     kind: str
     """``"asgi"`` or ``"frames"``."""
 
-    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+    def __init__(
+        self, ws: MemberConnection, limits: OutboxLimits, on_failure: SenderFailure
+    ) -> None:
         self.ws = ws
         self.limits = limits
         self._on_failure = on_failure
@@ -226,7 +228,7 @@ class AsgiSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         limits: OutboxLimits,
         on_failure: SenderFailure,
         scheduler: FlushScheduler | None = None,
@@ -365,7 +367,7 @@ class FrameSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         sink: FrameSink,
         limits: OutboxLimits,
         on_failure: SenderFailure,
@@ -507,7 +509,7 @@ class FrameSender(Sender):
 
 
 def sender_for(
-    ws: WebSocket,
+    ws: MemberConnection,
     limits: OutboxLimits,
     on_failure: SenderFailure,
     scheduler: FlushScheduler,
