@@ -309,6 +309,31 @@ async def test_a_page_that_stops_reading_is_evicted_then_recovers() -> None:
         assert page.seqs() == list(range(1, 61))
 
 
+async def test_an_overflowed_page_rejoins_with_a_resync_not_a_second_eviction() -> None:
+    # Evicted because its queue overflowed, the page missed more than its queue holds:
+    # replaying that would overflow it again at once (and forever, at every reconnect).
+    app = make_app(outbox=OutboxLimits(max_messages=32, send_timeout=30))
+    page = Page()
+    async with running(app) as client:
+        async with connect(client, "/events/full") as stream:
+            await stream.next()
+            page.take(await stream.next())
+            await publish("full", 80)
+            assert app.channels.evictions == 1
+            while (event := await stream.next()) is not None:
+                page.take(event)
+        await until(lambda: _no_members(app))
+        async with connect(client, "/events/full", page) as stream:
+            await stream.next()
+            page.take(await stream.next() or {})
+            assert [(name, body["reason"]) for name, body in page.named] == [("resync", "gap")]
+            assert page.last_event_id.startswith("80:")
+            await publish("full", 3)
+            await page.read(stream, 83)
+        assert app.channels.evictions == 1
+        assert page.seqs()[-3:] == [81, 82, 83]
+
+
 async def _evicted(app: NexiosApp) -> bool:
     return app.channels.evictions == 1
 
