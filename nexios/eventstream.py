@@ -203,7 +203,8 @@ class EventStream:
         self._ended: asyncio.Future[None] | None = None
         self._serving = False
         self._callbacks: list[Callable[[], Any]] | None = []
-        self._events = self._events_seen = 0
+        self._clock = asyncio.get_running_loop().time
+        self._last_write = self._clock()
         loop = asyncio.get_running_loop()
         self._unserved = loop.call_later(OPEN_BOUND, self._not_served)
         self._closing: asyncio.Task[None] | None = None
@@ -295,13 +296,16 @@ class EventStream:
         self._finished.set()
 
     async def _watch(self, receive: Receive, ended: asyncio.Future[None]) -> None:
-        """Until the client leaves or :meth:`end`; keep-alives when idle."""
+        """Until the client leaves or :meth:`end`; a keep-alive after ``ping_interval``
+        seconds without a write."""
         listener = asyncio.get_running_loop().create_task(_until_disconnect(receive))
+        interval, clock = self.ping_interval, self._clock
         try:
             while True:
+                due = None if interval is None else self._last_write + interval - clock()
                 done, _ = await asyncio.wait(
                     {listener, ended},
-                    timeout=self.ping_interval,
+                    timeout=None if due is None else max(due, 0),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if listener in done:
@@ -309,14 +313,15 @@ class EventStream:
                     return
                 if done:
                     return
-                self._keep_alive()
+                if interval is not None and clock() >= self._last_write + interval:
+                    self._keep_alive()
         finally:
             listener.cancel()
 
     def _keep_alive(self) -> None:
-        if self._events != self._events_seen:
-            self._events_seen = self._events
-            return
+        # Through the sender, and only when it is idle: a ping never overtakes an event,
+        # and a page that does not read cannot make pings pile up.
+        self._last_write = self._clock()
         sender = self.sender
         if sender is not None and not sender.pending:
             sender.put(_PING)
@@ -371,7 +376,7 @@ class EventStream:
         assert send is not None
         async with self._lock:
             await send(message)
-        self._events += 1
+        self._last_write = self._clock()
 
     def end(self, code: int, reason: str = "") -> None:
         """End the stream from outside (eviction, expiry, shutdown): the response

@@ -43,7 +43,7 @@ so the browser tries again.
 ``outbox``: see :mod:`nexios.runtime.senders`): its stream ends, its ``EventSource``
 reconnects and recovers from history. The ``DROP_*`` policies drop events instead
 (saved ones are then missing on the page until it reconnects). A keep-alive comment goes
-out after ``ping_interval`` seconds of silence (checked every ``ping_interval``).
+out after ``ping_interval`` seconds of silence.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ from nexios.http.request import Request
 from nexios.http.responses import Response
 from nexios.http.routing import Route
 from nexios.http.sse import DEFAULT_PING_INTERVAL, last_event_id, stream_headers
-from nexios.runtime import Channel, check_group_name, current_runtime
+from nexios.runtime import Channel, JoinResult, check_group_name, current_runtime
 from nexios.runtime.feeds import Resync
 from nexios.security import AuthError, OriginPolicy, check_auth_hook
 
@@ -147,17 +147,10 @@ class SSEGroup(Route):
             return Response(b"", 200, stream_headers(), media_type="text/event-stream")
         stream = EventStream(request, ping_interval=self.ping_interval, retry=self.retry)
         try:
-            await self._admit(stream)
-            group = await self._group_name(stream)
-            resume = _resume_of(request)
-            metadata = await maybe_await(self.metadata(stream)) if self.metadata else None
-            channel = Channel(stream, metadata=metadata, framer=EVENT_FRAMER)
-            since = resume.since if resume is not None else None
-            epoch = resume.epoch if resume is not None else None
-            joined = await current_runtime().join(channel, group, since=since, epoch=epoch)
-        except GroupAccessDenied as error:
+            group, resume, joined = await self._join(stream)
+        except GroupAccessDenied:
             await stream.discard()
-            raise HTTPException(403, str(error)) from None
+            raise HTTPException(403, "The group policy refused this page.") from None
         except BackendUnavailableError as error:
             await stream.discard()
             logger.warning("Event stream %s: channels unavailable (%s)", request.url.path, error)
@@ -165,16 +158,18 @@ class SSEGroup(Route):
         except BaseException:
             await stream.discard()
             raise
-        if resume is None:
-            stream.write_first(_position(joined.last_seq, joined.epoch))
-        elif resume.since is not None and joined.complete:
-            stream.write_first(_position(resume.since, joined.epoch))
-        else:
-            changed = resume.epoch is not None and resume.epoch != joined.epoch
-            notice = Resync("epoch_changed" if changed else "gap", joined.epoch, joined.last_seq)
-            frames = FrameSet("json", dumps(notice.to_dict(group)), group=group, notice="resync")
-            stream.write_first(encode_event(frames))
+        stream.write_first(_first_event(group, resume, joined))
         return stream.response
+
+    async def _join(self, stream: EventStream) -> tuple[str, _Resume | None, JoinResult]:
+        await self._admit(stream)
+        group = await self._group_name(stream)
+        resume = _resume_of(stream.request)
+        metadata = await maybe_await(self.metadata(stream)) if self.metadata else None
+        channel = Channel(stream, metadata=metadata, framer=EVENT_FRAMER)
+        since, epoch = (resume.since, resume.epoch) if resume is not None else (None, None)
+        joined = await current_runtime().join(channel, group, since=since, epoch=epoch)
+        return group, resume, joined
 
     async def _admit(self, stream: EventStream) -> None:
         """The Origin, then the auth hook, as for a WebSocket handshake."""
@@ -265,6 +260,20 @@ def _resume_of(request: Request) -> _Resume | None:
             400, f"since= is the last seq the page has (an int >= 0), got {since_text!r}."
         )
     return _Resume(int(since_text), epoch or None)
+
+
+def _first_event(group: str, resume: _Resume | None, joined: JoinResult) -> bytes:
+    """The page's position before anything queued for it: where it was (replay follows),
+    where the group is (a fresh page), or a resync when it cannot go on from where it was."""
+    if resume is None:
+        return _position(joined.last_seq, joined.epoch)
+    if resume.since is not None and joined.complete:
+        return _position(resume.since, joined.epoch)
+    changed = resume.epoch is not None and resume.epoch != joined.epoch
+    notice = Resync("epoch_changed" if changed else "gap", joined.epoch, joined.last_seq)
+    return encode_event(
+        FrameSet("json", dumps(notice.to_dict(group)), group=group, notice="resync")
+    )
 
 
 def _position(seq: int, epoch: str) -> bytes:

@@ -496,8 +496,12 @@ async def test_a_flushed_redis_tells_connected_pages_to_resync() -> None:
             assert resync is not None and resync["event"] == "resync"
             page.take(resync)
             await page.read(stream, 2)
-        (name, notice), = page.named
-        assert notice["reason"] == "epoch_changed" and notice["epoch"] != old_epoch
+        ((name, notice),) = page.named
+        assert (
+            name == "resync"
+            and notice["reason"] == "epoch_changed"
+            and notice["epoch"] != old_epoch
+        )
         assert resync["id"] == f"0:{notice['epoch']}"
         assert [(seq, epoch) for seq, epoch, _ in page.messages[3:]] == [
             (1, notice["epoch"]),

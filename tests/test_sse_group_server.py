@@ -35,9 +35,7 @@ TIMEOUT = httpx.Timeout(10, read=None)  # the reader bounds its own waits
 
 
 @contextlib.asynccontextmanager
-async def opened(
-    http: httpx.AsyncClient, url: str, page: Page
-) -> AsyncIterator[StreamReader]:
+async def opened(http: httpx.AsyncClient, url: str, page: Page) -> AsyncIterator[StreamReader]:
     """The page's stream (with its Last-Event-ID), past the prelude."""
     async with http.stream("GET", url, headers=page.headers()) as response:
         assert response.status_code == 200
