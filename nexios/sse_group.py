@@ -41,9 +41,9 @@ so the browser tries again.
 
 **Bounds.** A page that does not read is evicted like a WebSocket member (the app's
 ``outbox``: see :mod:`nexios.runtime.senders`): its stream ends, its ``EventSource``
-reconnects and recovers from history. The ``DROP_*`` policies drop events instead
-(saved ones are then missing on the page until it reconnects). A keep-alive comment goes
-out after ``ping_interval`` seconds of silence.
+reconnects and recovers from history. The ``DROP_*`` policies drop events instead, and
+the page never gets those (the next id moves past them): keep ``EVICT`` for saved
+messages. A keep-alive comment goes out after ``ping_interval`` seconds of silence.
 """
 
 from __future__ import annotations
