@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # up to ~60 s with every core busy; each client step has its own 90 s timeout too.
 TIME_LIMIT = 300
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
 
 def expected_scenarios() -> set[str]:
