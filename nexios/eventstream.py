@@ -164,13 +164,13 @@ _PING = EventFrame(b": ping\n\n")
 class EventStream:
     """An open Server-Sent Events stream to one browser: a group member's connection.
 
-    Made from the request it answers; ``Channel(stream, framer=EVENT_FRAMER)`` makes it a
-    member, and the handler returns :attr:`response`. Offers the request's data as a
-    WebSocket does (``headers``, ``cookies``, ``query_params``, ``path_params``,
-    ``user``...), so auth hooks and group policies written for WebSockets read it
-    unchanged. ``ping_interval``: seconds without an event before a keep-alive comment
-    (``None``: never); ``retry``: the browser's reconnection delay in milliseconds, sent
-    first; ``headers``: more response headers.
+    Made from the request it answers, in an ``async`` handler; ``Channel(stream,
+    framer=EVENT_FRAMER)`` makes it a member, and the handler returns :attr:`response`.
+    Offers the request's data as a WebSocket does (``headers``, ``cookies``,
+    ``query_params``, ``path_params``, ``user``...), so auth hooks and group policies
+    written for WebSockets read it unchanged. ``ping_interval``: seconds without an
+    event before a keep-alive comment (``None``: never); ``retry``: the browser's
+    reconnection delay in milliseconds, sent first; ``headers``: more response headers.
 
     >>> stream = EventStream(request)
     >>> await ChannelBox.add_channel_to_group(Channel(stream, framer=EVENT_FRAMER), "news")
@@ -203,11 +203,12 @@ class EventStream:
         self._ended: asyncio.Future[None] | None = None
         self._serving = False
         self._callbacks: list[Callable[[], Any]] | None = []
-        self._clock = asyncio.get_running_loop().time
-        self._last_write = self._clock()
         loop = asyncio.get_running_loop()
+        self._clock = loop.time
+        self._last_write = loop.time()
         self._unserved = loop.call_later(OPEN_BOUND, self._not_served)
         self._closing: asyncio.Task[None] | None = None
+        """The discard of a stream nobody served (kept until it is done)."""
 
     # ------------------------------------------------------------------ request data
 
@@ -271,8 +272,7 @@ class EventStream:
         self._serving = True
         self._unserved.cancel()
         self._send = send
-        loop = asyncio.get_running_loop()
-        self._ended = loop.create_future()
+        self._ended = asyncio.get_running_loop().create_future()
         try:
             async with self._lock:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
