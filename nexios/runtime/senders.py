@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nexios.connection import WebSocket
+from nexios.connection import MemberConnection
 from nexios.exceptions import ConfigurationError
 from nexios.framing import Frame
 
@@ -126,7 +126,9 @@ class Sender(abc.ABC):
     kind: str
     """``"asgi"`` or ``"frames"``."""
 
-    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+    def __init__(
+        self, ws: MemberConnection, limits: OutboxLimits, on_failure: SenderFailure
+    ) -> None:
         self.ws = ws
         self.limits = limits
         self._on_failure = on_failure
@@ -231,7 +233,7 @@ class AsgiSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         limits: OutboxLimits,
         on_failure: SenderFailure,
         scheduler: FlushScheduler | None = None,
@@ -370,7 +372,7 @@ class FrameSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         sink: FrameSink,
         limits: OutboxLimits,
         on_failure: SenderFailure,
@@ -504,7 +506,7 @@ class FrameSender(Sender):
 
 
 def sender_for(
-    ws: WebSocket,
+    ws: MemberConnection,
     limits: OutboxLimits,
     on_failure: SenderFailure,
     scheduler: FlushScheduler,
