@@ -162,6 +162,18 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
         share = members // len(urls) + (1 if index < members % len(urls) else 0)
         transports += await connect_many(url + "/member", share, Member)
     publisher, _ = await ws_connect(Idle, urls[0] + "/pub")
+    result = await drive_fanout(publisher, fanout, spec)
+    publisher.disconnect()
+    await close_all(transports)
+    return result
+
+
+async def drive_fanout(
+    publisher: WSTransport, fanout: FanOut, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Broadcast through ``publisher`` until every member is reached, then measure:
+    latency (one at a time, or paced) and throughput (``window`` in flight)."""
+    members = fanout.members
     size, seq = spec["payload"], 0
 
     async def one(timeout: float) -> int:
@@ -222,8 +234,6 @@ async def run_fanout(spec: dict[str, Any]) -> dict[str, Any]:
     elapsed, delivered = time.perf_counter() - begin, fanout.delivered() - first
     cpu = time.process_time() - cpu
     emit("stop")
-    publisher.disconnect()
-    await close_all(transports)
     latencies.sort()
     return {
         "rate": delivered / elapsed,

@@ -316,7 +316,11 @@ QUIET_BUDGET = [90.0]  # ...and at most this long over the whole run
 
 
 def run_client(
-    spec: dict[str, Any], group: list[Server], settle: float = 0.5, timeout: float = 90
+    spec: dict[str, Any],
+    group: list[Server],
+    settle: float = 0.5,
+    timeout: float = 90,
+    module: str = "bench.client",
 ) -> dict[str, Any]:
     """Run one client measurement; add CPU use of servers and client in its window.
 
@@ -328,7 +332,7 @@ def run_client(
         wait_quiet(min(QUIET_WAIT, QUIET_BUDGET[0]))
         QUIET_BUDGET[0] -= time.monotonic() - began
     process = subprocess.Popen(
-        ["taskset", "-c", CLIENT_CORE, PYTHON, "-m", "bench.client", json.dumps(spec)],
+        ["taskset", "-c", CLIENT_CORE, PYTHON, "-m", module, json.dumps(spec)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -15,12 +15,17 @@ from nexios.exceptions import (
     HTTPException,
     InvalidJSONError,
     NexiosError,
+    NoMatchFound,
+    ProtocolError,
     WebSocketDisconnect,
     WebSocketError,
     WebSocketMessageTypeError,
     WebSocketStateError,
 )
 from nexios.http import (
+    BackgroundTask,
+    BackgroundTasks,
+    EventSourceResponse,
     FileResponse,
     HTMLResponse,
     JSONResponse,
@@ -28,9 +33,13 @@ from nexios.http import (
     RedirectResponse,
     Request,
     Response,
+    ServerSentEvent,
     StaticFiles,
+    StreamingResponse,
+    UploadFile,
 )
 from nexios.limits import Limits
+from nexios.middleware import Middleware
 from nexios.routing import WebsocketRoutes, WSRouter
 from nexios.security import AuthError
 from nexios.websockets import (
@@ -46,11 +55,14 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError",
     "BackendUnavailableError",
+    "BackgroundTask",
+    "BackgroundTasks",
     "Channel",
     "ChannelBox",
     "ChannelError",
     "ConfigurationError",
     "EventEmitter",
+    "EventSourceResponse",
     "FileResponse",
     "GroupAccessDenied",
     "HTMLResponse",
@@ -59,14 +71,20 @@ __all__ = [
     "InvalidJSONError",
     "JSONResponse",
     "Limits",
+    "Middleware",
     "NexiosApp",
     "NexiosError",
+    "NoMatchFound",
     "PayloadTypeEnum",
     "PlainTextResponse",
+    "ProtocolError",
     "RedirectResponse",
     "Request",
     "Response",
+    "ServerSentEvent",
     "StaticFiles",
+    "StreamingResponse",
+    "UploadFile",
     "WSRouter",
     "WebSocket",
     "WebSocketConsumer",

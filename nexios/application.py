@@ -37,22 +37,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 from nexios._utils import maybe_await
 from nexios.connection import WebSocket, WebSocketState
+from nexios.endpoint import ChannelsEndpoint, GroupFilter, PublishHook, TokenAuth, mount
 from nexios.events import EventEmitter
 from nexios.exceptions import ConfigurationError, WebSocketDisconnect
 from nexios.history.base import HistoryLimits
+from nexios.http.app import HTTPApp
 from nexios.http.datastructures import route_path
-from nexios.http.routing import HTTPRouter, Route
+from nexios.http.errors import ExceptionHandler, ExceptionHandlers, HandlerKey
+from nexios.http.middleware import Middleware
+from nexios.http.request import DEFAULT_MAX_BODY_SIZE
+from nexios.http.sse import DEFAULT_PING_INTERVAL
 from nexios.limits import (
     IDLE_CLOSE_CODE,
     TOO_MANY_CONNECTIONS_STATUS,
     Limits,
     MessageLimiter,
 )
+from nexios.protocol import ProtocolLimits
 from nexios.routing import (
     WebsocketRoutes,
     WSMiddleware,
@@ -64,6 +70,7 @@ from nexios.routing import (
 )
 from nexios.runtime import ChannelsRuntime, GroupPolicy, OutboxLimits, SettingsOverrides
 from nexios.security import AuthError, OriginPolicy, WSAuth, check_auth_hook
+from nexios.sse_group import GroupSource, MetadataHook, SSEGroup, StreamAuth
 
 __all__ = ["NexiosApp"]
 
@@ -75,7 +82,7 @@ Lifespan = Callable[["NexiosApp"], contextlib.AbstractAsyncContextManager[Any]]
 _SWEEP_INTERVAL = 1.0
 
 
-class NexiosApp(WSRouteRegistry):
+class NexiosApp(WSRouteRegistry, HTTPApp):
     """An ASGI application serving ``http``, ``websocket`` and ``lifespan`` scopes.
 
     ``channels_url`` (or ``NEXIOS_CHANNELS_URL``) picks where groups, broadcasts and
@@ -90,6 +97,10 @@ class NexiosApp(WSRouteRegistry):
     :meth:`Limits.from_env <nexios.limits.Limits.from_env>`) bounds message size and
     rate, connections per client address and idle time, see :mod:`nexios.limits`.
     ``shutdown_timeout`` bounds how long shutdown waits for WebSocket handlers.
+
+    HTTP (see :class:`~nexios.http.app.HTTPApp`): ``middleware`` (``Middleware(cls,
+    **options)`` items, the first outermost), ``exception_handlers`` (``{class or
+    status: handler}``) and ``max_body_size`` (bytes, default 1 MiB, ``None``: no limit).
     """
 
     def __init__(
@@ -110,9 +121,16 @@ class NexiosApp(WSRouteRegistry):
         outbox: OutboxLimits | None = None,
         presence_ttl: float | None = None,
         group_policy: GroupPolicy | None = None,
+        middleware: Sequence[Middleware] | None = None,
+        exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         self.title = title
-        self.http = HTTPRouter()
+        self._init_http(
+            middleware=middleware,
+            exception_handlers=exception_handlers,
+            max_body_size=max_body_size,
+        )
         self.events = EventEmitter()
         self.ws_routes: list[WebsocketRoutes] = []
         self._ws_middleware = check_middleware(ws_middleware)
@@ -159,36 +177,81 @@ class NexiosApp(WSRouteRegistry):
             self._register_ws_route(route)
         router._attach(self._register_ws_route, prefix)
 
+    def channels_endpoint(
+        self,
+        path: str = "/connect",
+        *,
+        authenticate: TokenAuth | None = None,
+        groups: GroupFilter | None = None,
+        can_subscribe: GroupPolicy | None = None,
+        can_publish: GroupPolicy | bool | None = None,
+        can_see_presence: GroupPolicy | None = None,
+        on_publish: PublishHook | None = None,
+        history: bool | Callable[[str], bool] = True,
+        ping_interval: float = 25.0,
+        connect_timeout: float = 10.0,
+        max_subscriptions: int = 128,
+        limits: ProtocolLimits | None = None,
+        allowed_origins: str | Sequence[str] | None = None,
+        auth: WSAuth | Literal[False] | None = None,
+    ) -> ChannelsEndpoint:
+        """Serve the client protocol (``docs/protocol.md``) at ``path``: one line.
+
+        Browsers load the client from ``/_nexios/nexios.js``; Python uses
+        :mod:`nexios.client`. The hooks are described in :mod:`nexios.endpoint`;
+        ``allowed_origins`` and ``auth`` apply to the handshake as for any route.
+        """
+        endpoint = ChannelsEndpoint(
+            self.channels,
+            authenticate=authenticate,
+            groups=groups,
+            can_subscribe=can_subscribe,
+            can_publish=can_publish,
+            can_see_presence=can_see_presence,
+            on_publish=on_publish,
+            history=history,
+            ping_interval=ping_interval,
+            connect_timeout=connect_timeout,
+            max_subscriptions=max_subscriptions,
+            limits=limits,
+        )
+        mount(self, path, endpoint, allowed_origins=allowed_origins, auth=auth)
+        return endpoint
+
+    def sse_group(
+        self,
+        path: str,
+        group: GroupSource,
+        *,
+        auth: StreamAuth | Literal[False] | None = None,
+        metadata: MetadataHook | None = None,
+        allowed_origins: str | Sequence[str] | None = None,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        retry: int | None = None,
+        name: str | None = None,
+    ) -> SSEGroup:
+        """Serve ``group`` as Server-Sent Events at ``path``, for a browser's ``EventSource``.
+
+        ``app.sse_group("/events/{room}", group="room:{room}")``: each page is a member of
+        the group; saved messages carry ``id: <seq>:<epoch>`` and a reconnecting page
+        recovers what it missed. See :mod:`nexios.sse_group`.
+        """
+        route = SSEGroup(
+            path,
+            group,
+            auth=auth,
+            metadata=metadata,
+            allowed_origins=allowed_origins,
+            ping_interval=ping_interval,
+            retry=retry,
+            name=name,
+        )
+        self.add_route(route)
+        return route
+
     def add_ws_middleware(self, middleware: WSMiddleware) -> None:
         """Run ``async def middleware(ws, call_next)`` around every WebSocket handler."""
         self._ws_middleware.extend(check_middleware([middleware]))
-
-    def route(self, path: str, methods: Sequence[str] = ("GET",)) -> Callable[[_F], _F]:
-        """Register an HTTP handler for ``path`` and ``methods``."""
-        return self.http.route(path, methods)
-
-    def get(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["GET"])
-
-    def post(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["POST"])
-
-    def put(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["PUT"])
-
-    def patch(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["PATCH"])
-
-    def delete(self, path: str) -> Callable[[_F], _F]:
-        return self.http.route(path, ["DELETE"])
-
-    def add_route(self, route: Route) -> None:
-        """Register an HTTP :class:`~nexios.http.routing.Route`."""
-        self.http.add_route(route)
-
-    def mount(self, prefix: str, app: Callable[..., Awaitable[None]]) -> None:
-        """Serve an ASGI app (e.g. ``StaticFiles(directory=...)``) under ``prefix``."""
-        self.http.mount(prefix, app)
 
     # ------------------------------------------------------------------ lifespan hooks
 
@@ -211,12 +274,18 @@ class NexiosApp(WSRouteRegistry):
         send: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
         kind = scope["type"]
+        # --- HTTP side (nexios.http.app): a scope from the server enters the middleware
+        # stack, whose innermost layer calls back here with scope["app"] set. ---
+        stack = self._entry(scope) if scope.get("app") is not self else None
+        # --- end HTTP side ---
         scope["app"] = self
         # ChannelBox finds this app's channels runtime through this context variable;
         # each connection runs in its own task, so its context is its own.
         token = self.channels.activate()
         try:
-            if kind == "websocket":
+            if stack is not None:
+                await stack(scope, receive, send)
+            elif kind == "websocket":
                 # Admission, handler and conclusion run one after the other from this
                 # frame, so a live connection holds this frame and the handler's only.
                 admitted = await self._admit(scope, receive, send)
@@ -332,7 +401,7 @@ class NexiosApp(WSRouteRegistry):
             elif isinstance(outcome, asyncio.CancelledError) and ws.kicked:
                 logger.debug("WebSocket %s ended by %s", ws.scope["path"], ws.close_code)
             elif isinstance(outcome, Exception):
-                await _close_after_crash(route, ws, outcome)
+                await _close_after_crash(route, ws, outcome, self.exception_handlers)
         finally:
             await self._release(ws, host)
         kicked = isinstance(outcome, asyncio.CancelledError) and ws.kicked
@@ -467,7 +536,8 @@ class NexiosApp(WSRouteRegistry):
         for hook in self._startup:
             await maybe_await(hook())
         if self._lifespan is not None and stack is not None:
-            await stack.enter_async_context(self._lifespan(self))
+            state = await stack.enter_async_context(self._lifespan(self))
+            self._publish_lifespan_state(state)  # HTTP side: -> request.state
         await self.channels.start()
 
     async def shutdown(self, stack: contextlib.AsyncExitStack | None = None) -> None:
@@ -501,7 +571,7 @@ def _client_host(scope: dict[str, Any]) -> str | None:
     return str(client[0]) if client else None
 
 
-async def _refuse(ws: WebSocket, status: int, body: str) -> None:
+async def _refuse(ws: WebSocket, status: int, body: str | bytes) -> None:
     with contextlib.suppress(WebSocketDisconnect, OSError):
         await ws.deny(status, body)
 
@@ -557,9 +627,25 @@ def _handler_name(route: WebsocketRoutes) -> str:
     return getattr(route.handler, "__qualname__", repr(route.handler))
 
 
-async def _close_after_crash(route: WebsocketRoutes, ws: WebSocket, error: Exception) -> None:
+async def _close_after_crash(
+    route: WebsocketRoutes, ws: WebSocket, error: Exception, handlers: ExceptionHandlers
+) -> None:
     state = ws.connection_state
     if state is WebSocketState.CONNECTING:
+        # --- HTTP side: an exception handler (or HTTPException) may answer the handshake.
+        response = await handlers.handshake_response(ws, error)
+        if response is not None:
+            logger.info(
+                "WebSocket %s: %r before accept(); handshake refused (%d)",
+                ws.scope["path"],
+                error,
+                response.status_code,
+            )
+            await _refuse(ws, response.status_code, response.body)
+            return
+        if ws.connection_state is not WebSocketState.CONNECTING:
+            return  # the handler refused or closed the socket itself
+        # --- end HTTP side ---
         logger.error(
             "WebSocket handler %s for %s raised before accept(): handshake refused (403)",
             _handler_name(route),

@@ -1,4 +1,5 @@
 """``nexios run module:app``: serve an app with uvicorn, tuned for WebSockets, ready to deploy.
+``nexios listen URL GROUP``: print a group's messages from a channels endpoint (debugging).
 
 Defaults are the fastest sound configuration measured in ``bench/``: uvloop, httptools,
 uvicorn's sans-I/O ``websockets`` implementation, and per-message deflate off
@@ -24,19 +25,23 @@ travel there, and so are credential headers in websockets' debug lines.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import logging
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvicorn
 from dotenv import load_dotenv
 from uvicorn.config import SSL_PROTOCOL_VERSION
 
+from nexios.client import Message, Recovery, Subscription, connect
+from nexios.exceptions import ProtocolError
 from nexios.logs import LOG_FORMATS, JSONFormatter, RedactCredentialsFilter, log_config
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "RedactCredentialsFilter",
     "build_parser",
     "check_arguments",
+    "listen",
     "log_config",
     "main",
     "server_options",
@@ -75,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_proxy_options(run)
     _add_tls_options(run)
     _add_log_options(run)
+    _add_listen_command(commands)
     return parser
 
 
@@ -352,6 +359,118 @@ def _log_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- listen
+
+
+def _add_listen_command(commands: Any) -> None:
+    listen = commands.add_parser(
+        "listen",
+        help="print a group's messages, one JSON line each: nexios listen URL GROUP",
+        description="Connect to a channels endpoint (app.channels_endpoint) and print the "
+        "messages of one or more groups as JSON lines on stdout; reconnects and recovers "
+        "by itself. Notes (recoveries, reconnects) go to stderr.",
+    )
+    listen.add_argument("url", help="the endpoint, e.g. ws://127.0.0.1:8000/connect")
+    listen.add_argument("groups", nargs="+", metavar="GROUP", help="group(s) to print")
+    listen.add_argument("--since", type=int, default=None, help="start after this seq")
+    listen.add_argument("--epoch", default=None, help="the epoch --since belongs to")
+    listen.add_argument(
+        "--token", default=None, help="token for the connect frame (default $NEXIOS_TOKEN)"
+    )
+    listen.add_argument("--presence", action="store_true", help="also print joins and leaves")
+    listen.add_argument("--count", type=int, default=None, help="exit after this many messages")
+    listen.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to connect and per command"
+    )
+
+
+async def _listen(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    queue: asyncio.Queue[Message | BaseException] = asyncio.Queue()
+
+    def note(text: str) -> None:
+        print(f"nexios listen: {text}", file=sys.stderr, flush=True)
+
+    seen = {"connected": False}
+
+    def on_state(state: str, code: int | None) -> None:
+        if state == "connected":
+            if seen["connected"]:
+                note("reconnected")
+            seen["connected"] = True
+        elif state in ("connecting", "disconnected") and seen["connected"]:
+            note(state + (f" ({code})" if code else ""))
+
+    def printer(group: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+        def changed(members: dict[str, Any], change: dict[str, Any]) -> None:
+            kind = change.get("type")
+            if kind in ("join", "leave"):
+                line = {"group": group, kind: change.get("member")}
+                print(orjson.dumps(line).decode(), file=out, flush=True)
+
+        return changed
+
+    def recovered(group: str) -> Callable[[Recovery], None]:
+        def told(recovery: Recovery) -> None:
+            if not recovery.complete:
+                note(f"{group}: messages were lost ({recovery.reason}); going on after them")
+
+        return told
+
+    token = args.token or os.environ.get("NEXIOS_TOKEN")
+    async with connect(args.url, token=token, timeout=args.timeout, on_state=on_state) as client:
+        subscriptions = [
+            await client.subscribe(
+                group,
+                since=args.since,
+                epoch=args.epoch,
+                presence=args.presence,
+                on_recovered=recovered(group),
+                on_presence=printer(group) if args.presence else None,
+            )
+            for group in args.groups
+        ]
+
+        async def pump(sub: Subscription) -> None:
+            try:
+                async for message in sub:
+                    queue.put_nowait(message)
+            except Exception as error:
+                queue.put_nowait(error)
+
+        pumps = [asyncio.create_task(pump(sub)) for sub in subscriptions]
+        printed = 0
+        try:
+            while args.count is None or printed < args.count:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    note(str(item))
+                    return 1
+                line = {
+                    "group": item.group,
+                    "seq": item.seq,
+                    "epoch": item.epoch,
+                    "data": item.data,
+                }
+                print(orjson.dumps(line).decode(), file=out, flush=True)
+                printed += 1
+        finally:
+            for task in pumps:
+                task.cancel()
+    return 0
+
+
+def listen(args: argparse.Namespace) -> int:
+    """Run ``nexios listen``; its exit status (0, or 1 when the server refused)."""
+    try:
+        return asyncio.run(_listen(args))
+    except KeyboardInterrupt:
+        return 0
+    except ProtocolError as error:
+        print(f"nexios listen: {error}", file=sys.stderr)
+        return 1
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -401,6 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(problem)
         _prepare_environment(args)
         uvicorn.run(args.app, **server_options(args))
+    elif args.command == "listen":
+        return listen(args)
     return 0
 
 

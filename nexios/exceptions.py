@@ -5,15 +5,18 @@
     NexiosError
     ├── ConfigurationError (also TypeError)   bad registration, bad setting or URL
     ├── HTTPException                          abort an HTTP handler with a status
+    ├── NoMatchFound (also LookupError)        url_for(): no route by that name and params
     ├── WebSocketError
     │   ├── WebSocketDisconnect                the peer is gone (carries the close code)
     │   ├── WebSocketStateError (also RuntimeError)   the socket is used out of order
     │   ├── WebSocketMessageTypeError (also TypeError) text expected, bytes arrived (or back)
     │   └── InvalidJSONError (also ValueError)  a frame that is not valid JSON
-    └── ChannelError
-        ├── BackendUnavailableError            the broker (Redis) cannot be reached
-        ├── HistoryStoreError                  the history store failed (sqlite, Redis)
-        └── GroupAccessDenied (also PermissionError)  a join refused by the group policy
+    ├── ChannelError
+    │   ├── BackendUnavailableError            the broker (Redis) cannot be reached
+    │   ├── HistoryStoreError                  the history store failed (sqlite, Redis)
+    │   └── GroupAccessDenied (also PermissionError)  a join refused by the group policy
+    └── ProtocolError (also ValueError)        a client-protocol command refused, with its
+                                               numbered code (docs/protocol.md)
 
 Messages say what was expected, what happened, and what to do about it.
 """
@@ -31,6 +34,8 @@ __all__ = [
     "HistoryStoreError",
     "InvalidJSONError",
     "NexiosError",
+    "NoMatchFound",
+    "ProtocolError",
     "WebSocketDisconnect",
     "WebSocketError",
     "WebSocketMessageTypeError",
@@ -61,6 +66,10 @@ class HTTPException(NexiosError):
         self.status_code = status_code
         self.detail = detail
         self.headers = headers
+
+
+class NoMatchFound(NexiosError, LookupError):
+    """``url_for()`` found no route with that name taking exactly those parameters."""
 
 
 class WebSocketError(NexiosError):
@@ -104,3 +113,37 @@ class HistoryStoreError(ChannelError):
 
 class GroupAccessDenied(ChannelError, PermissionError):
     """The group policy refused to let a channel join a group."""
+
+
+class ProtocolError(NexiosError, ValueError):
+    """A client-protocol command refused, with the numbered ``code`` of ``docs/protocol.md``.
+
+    The server's codec raises it for a malformed frame, endpoint hooks raise it to refuse
+    a command (``ProtocolError(403, "members only")``), and the Python client raises it
+    for an ``error`` reply (and the local codes 408 and 499). ``command_id`` is the
+    command's ``id`` when known; ``field`` names the offending field.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        command_id: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(f"{int(code)} {_code_name(code)}: {message}")
+        self.code = code
+        self.message = message
+        self.command_id = command_id
+        self.field = field
+
+
+def _code_name(code: int) -> str:
+    name = getattr(code, "name", None)  # a protocol ErrorCode
+    if isinstance(name, str):
+        return name.lower().replace("_", " ")
+    try:
+        return HTTPStatus(code).phrase.lower()
+    except ValueError:
+        return "error"

@@ -2,16 +2,21 @@
 
 A template compiles once, at registration, into a regular expression and a tuple of
 converters; matching a request path is one ``re.fullmatch`` plus a conversion per
-parameter. Unknown converters and duplicate names fail at registration.
+parameter. Unknown converters and duplicate names fail at registration. A value the
+converter rejects (an ``int`` outside the signed 64-bit range, which JSON encoders and
+databases cannot take; a ``float`` too large to be finite) does not match, so the
+client gets 404 rather than a server error.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from nexios.exceptions import ConfigurationError
 
@@ -26,14 +31,27 @@ class Converter:
     convert: Callable[[str], Any]
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _to_int(value: str) -> int:
+    number = int(value) if len(value) <= 20 else _INT64_MAX + 1
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ValueError(f"{value} is outside the signed 64-bit range")
+    return number
+
+
 def _to_float(value: str) -> float:
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value} is too large for a float")
+    return number
 
 
 CONVERTERS: dict[str, Converter] = {
     "str": Converter(r"[^/]+", str),
     "path": Converter(r".*", str),
-    "int": Converter(r"-?[0-9]+", int),
+    "int": Converter(r"-?[0-9]+", _to_int),
     "float": Converter(r"-?[0-9]+(?:\.[0-9]+)?", _to_float),
     "uuid": Converter(
         r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
@@ -46,11 +64,17 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class PathTemplate:
-    """A compiled path template. ``match(path)`` returns the converted parameters or None."""
+    """A compiled path template. ``match(path)`` returns the converted parameters or None.
 
-    __slots__ = ("_converters", "_regex", "param_names", "template")
+    ``default_kinds`` picks the converter of parameters written without one (``{n}``),
+    e.g. from the handler's annotations: ``PathTemplate("/{n}", default_kinds={"n": "int"})``.
+    ``kinds`` maps each parameter to its converter name; ``explicit`` holds the
+    parameters whose converter is written in the template.
+    """
 
-    def __init__(self, template: str) -> None:
+    __slots__ = ("_converters", "_regex", "explicit", "kinds", "param_names", "template")
+
+    def __init__(self, template: str, *, default_kinds: Mapping[str, str] | None = None) -> None:
         if not isinstance(template, str) or not template.startswith("/"):
             raise ConfigurationError(
                 f"Route path must be a string starting with '/', got {template!r}. "
@@ -59,11 +83,17 @@ class PathTemplate:
         self.template = template
         pattern: list[str] = []
         converters: list[tuple[str, Callable[[str], Any]]] = []
+        self.kinds: dict[str, str] = {}
+        explicit: set[str] = set()
         position = 0
         for found in _PARAM.finditer(template):
             pattern.append(_literal(template, template[position : found.start()]))
             name, _, kind = found.group(1).partition(":")
-            name, kind = name.strip(), (kind.strip() or "str")
+            name, kind = name.strip(), kind.strip()
+            if kind:
+                explicit.add(name)
+            else:
+                kind = (default_kinds or {}).get(name, "str")
             if not _NAME.match(name):
                 raise ConfigurationError(
                     f"Invalid parameter name {name!r} in path {template!r}: "
@@ -78,6 +108,7 @@ class PathTemplate:
                 raise ConfigurationError(f"Parameter {name!r} appears twice in path {template!r}.")
             pattern.append(f"(?P<{name}>{CONVERTERS[kind].regex})")
             converters.append((name, CONVERTERS[kind].convert))
+            self.kinds[name] = kind
             position = found.end()
         pattern.append(_literal(template, template[position:]))
         # fullmatch, not "^...$": "$" also matches before a trailing newline, so
@@ -85,6 +116,7 @@ class PathTemplate:
         self._regex = re.compile("".join(pattern), re.DOTALL)
         self._converters = tuple(converters)
         self.param_names = tuple(name for name, _ in converters)
+        self.explicit = frozenset(explicit)
 
     def match(self, path: str) -> dict[str, Any] | None:
         """Return the converted path parameters when ``path`` matches, else ``None``."""
@@ -98,6 +130,20 @@ class PathTemplate:
             return {name: convert(groups[name]) for name, convert in self._converters}
         except ValueError:
             return None
+
+    def format(self, params: Mapping[str, Any]) -> str | None:
+        """The URL path for ``params`` (the reverse of :meth:`match`, percent-encoded),
+        or ``None`` when they are not exactly this template's parameters or a value
+        would not match."""
+        if set(params) != set(self.param_names):
+            return None
+        values = {name: str(value) for name, value in params.items()}
+        path = _PARAM.sub(
+            lambda found: values[found.group(1).partition(":")[0].strip()], self.template
+        )
+        if self.match(path) is None:
+            return None
+        return quote(path, safe="/:@!$&'()*+,;=~")
 
     def __repr__(self) -> str:
         return f"PathTemplate({self.template!r})"

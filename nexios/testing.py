@@ -8,7 +8,16 @@
 
 ``TestClient`` runs the app on an event loop in a background thread, so tests stay
 synchronous. ``AsyncTestClient`` does the same inside the test's own event loop
-(``async with AsyncTestClient(app) as client``). When the app closes a WebSocket,
+(``async with AsyncTestClient(app) as client``).
+
+HTTP responses stream: ``with client.stream("GET", "/events") as response:`` reads an
+endless body (Server-Sent Events) chunk by chunk, and leaving the block disconnects,
+as a browser closing the page would. As with Starlette's client,
+``raise_server_exceptions=True`` (the default) raises an exception the app did not
+handle in the test, instead of returning the 500 the server would send; pass ``False``
+to see that 500. The lifespan's state reaches every request's ``request.state``.
+
+When the app closes a WebSocket,
 the next receive raises :class:`~nexios.exceptions.WebSocketDisconnect` carrying the
 close code; a refused handshake raises :class:`WebSocketDenied` (a
 ``WebSocketDisconnect``) with the HTTP status.
@@ -19,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -53,7 +63,11 @@ class WebSocketDenied(WebSocketDisconnect):
 
 
 def _websocket_scope(
-    url: str, subprotocols: Sequence[str], headers: dict[str, str] | None, client: tuple[str, int]
+    url: str,
+    subprotocols: Sequence[str],
+    headers: dict[str, str] | None,
+    client: tuple[str, int],
+    state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     parts = urlsplit(url)
     raw_headers = [(b"host", (parts.netloc or "testserver").encode())]
@@ -74,7 +88,7 @@ def _websocket_scope(
         "query_string": parts.query.encode(),
         "headers": raw_headers,
         "subprotocols": list(subprotocols),
-        "state": {},
+        "state": dict(state or {}),
         "extensions": {"websocket.http.response": {}},
     }
 
@@ -273,19 +287,32 @@ class WebSocketTestSession:
 
 
 class _Lifespan:
-    """Drives the app's lifespan scope: startup on enter, shutdown on exit."""
+    """Drives the app's lifespan scope: startup on enter, shutdown on exit.
+
+    An app that raises on the lifespan scope before answering anything does not support
+    it (a bare router, say): as uvicorn does by default, the client goes on without.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
         self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.state: dict[str, Any] = {}  # what the app's lifespan yields lands here
 
     async def startup(self) -> None:
-        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
         self._task = asyncio.get_running_loop().create_task(self._run(scope))
         await self._to_app.put({"type": "lifespan.startup"})
-        message = await self._reply()
+        try:
+            message = await self._reply()
+        except _LifespanUnsupported:
+            self._task = None
+            return
         if message["type"] != "lifespan.startup.complete":
             # The app may re-raise after "startup.failed": collect that error here so it
             # is not reported again as "Task exception was never retrieved".
@@ -305,7 +332,10 @@ class _Lifespan:
         if self._task is None:
             return
         await self._to_app.put({"type": "lifespan.shutdown"})
-        message = await self._reply()
+        try:
+            message = await self._reply()
+        except _LifespanUnsupported as failed:
+            raise RuntimeError("Lifespan shutdown failed") from failed.__cause__
         if message["type"] != "lifespan.shutdown.complete":
             raise RuntimeError(f"Lifespan shutdown failed: {message.get('message')}")
         await self._task
@@ -320,33 +350,284 @@ class _Lifespan:
             return getter.result()
         getter.cancel()
         if self._task in done and self._task.exception() is not None:
-            raise RuntimeError("Lifespan failed") from self._task.exception()
+            raise _LifespanUnsupported from self._task.exception()
         raise TimeoutError("The app did not answer the lifespan message in time")
 
 
-class _LoopTransport(httpx.BaseTransport):
-    """Runs each request through ``httpx.ASGITransport`` on the client's loop thread."""
+class _LifespanUnsupported(Exception):
+    """The app raised on the lifespan scope before sending anything."""
 
-    def __init__(self, client: TestClient, app: ASGIApp, client_addr: tuple[str, int]) -> None:
+
+class _HTTPExchange:
+    """One HTTP request run through the app: the body streams out as the app sends it.
+
+    The request body is sent in one ``http.request`` message; after it, ``receive``
+    waits until the client closes the response (or the response is complete and the
+    client has read it), then answers ``http.disconnect``. As an ASGI 2.4 server does,
+    ``send`` raises ``OSError`` once the client has disconnected.
+    """
+
+    def __init__(self, app: ASGIApp, scope: dict[str, Any], body: bytes, timeout: float) -> None:
+        self.app = app
+        self.scope = scope
+        self.timeout = timeout
+        self._body: bytes | None = body
+        self._gone = asyncio.Event()
+        # A few chunks ahead at most: an endless stream waits for the reader.
+        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+        self._started: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._complete = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """Run the app until it starts the response; its status and headers."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="nexios-test-http")
+        waiting: set[asyncio.Future[Any]] = {self._started, self._task}
+        done, _ = await asyncio.wait(
+            waiting, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if self._started in done:
+            message = self._started.result()
+            return message["status"], list(message.get("headers", ()))
+        if self._task in done:
+            self._task.result()  # the app's exception, if it raised
+            raise AssertionError(
+                f"The app returned without starting a response for {self.scope['path']!r}"
+            )
+        await self._abandon()
+        raise TimeoutError(
+            f"No response from the app within {self.timeout}s for {self.scope['path']!r}"
+        )
+
+    async def _run(self) -> None:
+        await self.app(self.scope, self._receive, self._send)
+
+    async def _receive(self) -> dict[str, Any]:
+        if self._body is not None:
+            body, self._body = self._body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._gone.is_set():
+            raise OSError("the test client closed the response")
+        if message["type"] == "http.response.start":
+            if self._started.done():
+                raise AssertionError(f"The app started the response twice: {message!r}")
+            self._started.set_result(message)
+        elif message["type"] == "http.response.body":
+            if not self._started.done() or self._complete:
+                raise AssertionError(f"Unexpected body message from the app: {message!r}")
+            body = message.get("body", b"")
+            if body:
+                await self._chunks.put(bytes(body))
+            if not message.get("more_body", False):
+                self._complete = True
+                await self._chunks.put(None)
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body; ``None`` at its end."""
+        assert self._task is not None
+        getter = asyncio.ensure_future(self._chunks.get())
+        done, _ = await asyncio.wait(
+            {getter, self._task}, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        if self._task in done:
+            if not self._chunks.empty():
+                return self._chunks.get_nowait()
+            self._task.result()  # the app's exception, if it raised
+            return None  # the app ended the task without ending the body
+        raise TimeoutError(
+            f"The app sent no more of the body within {self.timeout}s on {self.scope['path']!r}; "
+            "for an endless stream, read it with client.stream() and leave the block."
+        )
+
+    async def close(self) -> None:
+        """Disconnect (the app sees ``http.disconnect``) and wait for the app to finish."""
+        self._gone.set()
+        task = self._task
+        if task is None:
+            return
+        while not self._chunks.empty():  # unblock a send waiting for room
+            self._chunks.get_nowait()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(task)
+        except TimeoutError:
+            await self._abandon()
+            raise AssertionError(
+                f"The app did not finish within {self.timeout}s after the client disconnected "
+                f"from {self.scope['path']!r}"
+            ) from None
+        task.result()
+
+    async def _abandon(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+def _http_scope(
+    request: httpx.Request, client: tuple[str, int], root_path: str, state: dict[str, Any]
+) -> dict[str, Any]:
+    url = request.url
+    default_port = {"http": 80, "https": 443}.get(url.scheme)
+    headers = [(name.lower(), value) for name, value in request.headers.raw]
+    if not any(name == b"host" for name, _ in headers):
+        headers.insert(0, (b"host", url.netloc))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": url.scheme,
+        "server": (url.host, url.port or default_port),
+        "client": client,
+        "root_path": root_path,
+        "path": unquote(url.path),
+        "raw_path": url.raw_path.split(b"?", 1)[0],
+        "query_string": url.query,
+        "headers": headers,
+        "state": dict(state),
+        "extensions": {},
+    }
+
+
+class _ExchangeStream(httpx.SyncByteStream):
+    """The body of a TestClient response, pulled from the app's loop chunk by chunk."""
+
+    def __init__(self, client: TestClient, exchange: _HTTPExchange, raise_errors: bool) -> None:
         self._client = client
-        self._transport = httpx.ASGITransport(app=app, client=client_addr)
+        self._exchange = exchange
+        self._raise = raise_errors
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._client._call(self._guard(self._exchange.next_chunk()))
+            if chunk is None:
+                return
+            yield chunk
+
+    async def _guard(self, step: Awaitable[_T]) -> _T | None:
+        return await _guarded(step, self._raise)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._client._call(self._guard(self._exchange.close()))
+
+
+class _AsyncExchangeStream(httpx.AsyncByteStream):
+    """The body of an AsyncTestClient response."""
+
+    def __init__(self, exchange: _HTTPExchange, raise_errors: bool) -> None:
+        self._exchange = exchange
+        self._raise = raise_errors
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await _guarded(self._exchange.next_chunk(), self._raise)
+            if chunk is None:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await _guarded(self._exchange.close(), self._raise)
+
+
+async def _guarded(step: Awaitable[_T], raise_errors: bool) -> _T | None:
+    """``await step``; the app's own exception is raised only with ``raise_errors``."""
+    try:
+        return await step
+    except (TimeoutError, AssertionError):
+        raise
+    except Exception:
+        if raise_errors:
+            raise
+        return None
+
+
+async def _exchange(
+    app: ASGIApp, request: httpx.Request, body: bytes, options: _HTTPOptions
+) -> tuple[int, list[tuple[bytes, bytes]], _HTTPExchange | None]:
+    """Start the request; ``(status, headers, exchange)``, the exchange ``None`` when the
+    app failed before responding (and ``raise_server_exceptions`` is off)."""
+    scope = _http_scope(request, options.client, options.root_path, options.state())
+    exchange = _HTTPExchange(app, scope, body, options.timeout)
+    try:
+        status, headers = await exchange.start()
+    except (TimeoutError, AssertionError):
+        raise
+    except Exception:
+        if options.raise_server_exceptions:
+            raise
+        # What a server answers when the app fails before responding.
+        return 500, [(b"content-type", b"text/plain; charset=utf-8")], None
+    return status, headers, exchange
+
+
+_ERROR_BODY = b"Internal Server Error"
+
+
+@dataclass
+class _HTTPOptions:
+    client: tuple[str, int]
+    root_path: str
+    timeout: float
+    raise_server_exceptions: bool
+    state: Callable[[], dict[str, Any]]
+
+
+class _Transport(httpx.BaseTransport):
+    """Runs each request through the app on the TestClient's loop thread."""
+
+    def __init__(self, client: TestClient, app: ASGIApp, options: _HTTPOptions) -> None:
+        self._client = client
+        self._app = app
+        self._options = options
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def run() -> httpx.Response:
-            request.stream = httpx.ByteStream(request.read())
-            response = await self._transport.handle_async_request(request)
-            body = await response.aread()
-            return httpx.Response(
-                response.status_code, headers=response.headers, content=body, request=request
-            )
+        body = request.read()
+        status, headers, exchange = self._client._call(
+            _exchange(self._app, request, body, self._options)
+        )
+        if exchange is None:
+            return httpx.Response(status, headers=headers, content=_ERROR_BODY, request=request)
+        stream = _ExchangeStream(self._client, exchange, self._options.raise_server_exceptions)
+        return httpx.Response(status, headers=headers, stream=stream, request=request)
 
-        return self._client._call(run())
+
+class _AsyncTransport(httpx.AsyncBaseTransport):
+    """Runs each request through the app in the test's own event loop."""
+
+    def __init__(self, app: ASGIApp, options: _HTTPOptions) -> None:
+        self._app = app
+        self._options = options
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        status, headers, exchange = await _exchange(self._app, request, body, self._options)
+        if exchange is None:
+            return httpx.Response(status, headers=headers, content=_ERROR_BODY, request=request)
+        stream = _AsyncExchangeStream(exchange, self._options.raise_server_exceptions)
+        return httpx.Response(status, headers=headers, stream=stream, request=request)
 
 
 class TestClient(httpx.Client):
-    """Synchronous in-process client: ``get/post/...`` and ``websocket_connect``.
+    """Synchronous in-process client: ``get/post/...``, ``stream`` and ``websocket_connect``.
 
     Use it as a context manager to run the app's startup and shutdown.
+    ``raise_server_exceptions``: an exception the app did not handle is raised in the
+    test (default) rather than answered 500. ``timeout`` bounds each wait for the app.
     """
 
     __test__ = False
@@ -357,20 +638,30 @@ class TestClient(httpx.Client):
         base_url: str = "http://testserver",
         client: tuple[str, int] = ("testclient", 50000),
         timeout: float = _TIMEOUT,
+        *,
+        raise_server_exceptions: bool = True,
+        root_path: str = "",
         **kwargs: Any,
     ) -> None:
         self.app = app
         self.client_address = client
         self.ws_timeout = timeout
+        self.raise_server_exceptions = raise_server_exceptions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lifespan: _Lifespan | None = None
+        options = _HTTPOptions(
+            client, root_path, timeout, raise_server_exceptions, self._lifespan_state
+        )
         super().__init__(
             base_url=base_url,
-            transport=_LoopTransport(self, app, client),
+            transport=_Transport(self, app, options),
             follow_redirects=kwargs.pop("follow_redirects", True),
             **kwargs,
         )
+
+    def _lifespan_state(self) -> dict[str, Any]:
+        return self._lifespan.state if self._lifespan is not None else {}
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -394,7 +685,9 @@ class TestClient(httpx.Client):
     ) -> WebSocketTestSession:
         """Open a WebSocket to ``path``; use as ``with client.websocket_connect(path) as ws``."""
         url = str(self.base_url.join(path))
-        scope = _websocket_scope(url, subprotocols or (), headers, self.client_address)
+        scope = _websocket_scope(
+            url, subprotocols or (), headers, self.client_address, self._lifespan_state()
+        )
         session = self._call(_make_session(self.app, scope, self.ws_timeout))
         return WebSocketTestSession(self, session)
 
@@ -487,19 +780,29 @@ class AsyncTestClient(httpx.AsyncClient):
         base_url: str = "http://testserver",
         client: tuple[str, int] = ("testclient", 50000),
         timeout: float = _TIMEOUT,
+        *,
+        raise_server_exceptions: bool = True,
+        root_path: str = "",
         **kwargs: Any,
     ) -> None:
         self.app = app
         self.client_address = client
         self.ws_timeout = timeout
+        self.raise_server_exceptions = raise_server_exceptions
         self._lifespan: _Lifespan | None = None
         self._activation: Any = None
+        options = _HTTPOptions(
+            client, root_path, timeout, raise_server_exceptions, self._lifespan_state
+        )
         super().__init__(
             base_url=base_url,
-            transport=httpx.ASGITransport(app=app, client=client),
+            transport=_AsyncTransport(app, options),
             follow_redirects=kwargs.pop("follow_redirects", True),
             **kwargs,
         )
+
+    def _lifespan_state(self) -> dict[str, Any]:
+        return self._lifespan.state if self._lifespan is not None else {}
 
     @contextlib.asynccontextmanager
     async def websocket_connect(
@@ -509,7 +812,9 @@ class AsyncTestClient(httpx.AsyncClient):
         headers: dict[str, str] | None = None,
     ) -> AsyncIterator[AsyncWebSocketSession]:
         url = str(self.base_url.join(path))
-        scope = _websocket_scope(url, subprotocols or (), headers, self.client_address)
+        scope = _websocket_scope(
+            url, subprotocols or (), headers, self.client_address, self._lifespan_state()
+        )
         async with AsyncWebSocketSession(self.app, scope, self.ws_timeout) as session:
             yield session
 

@@ -24,7 +24,7 @@ from bench.rooms.run import SMOKE as ROOMS_SMOKE
 ROOT = Path(__file__).resolve().parent.parent
 TIME_LIMIT = 60
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
 
 def need_machine() -> None:

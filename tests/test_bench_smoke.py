@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # up to ~60 s with every core busy; each client step has its own 90 s timeout too.
 TIME_LIMIT = 300
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.bench]
 
 
 def expected_scenarios() -> set[str]:
@@ -31,6 +31,8 @@ def expected_scenarios() -> set[str]:
         *(f"memory_{conns}" for conns in plan.memory_conns),
         *(f"joinleave_{members}" for members in plan.joinleave),
         f"redis_fanout_{plan.redis_members}",
+        f"saved_fanout_{plan.saved_members}",
+        f"saved_redis_fanout_{plan.saved_members}",
     }
 
 
@@ -41,6 +43,10 @@ EXPECTED_APPS = {
     "memory": {"raw", "starlette", "nexios", "nexios-frame-once"},
     "joinleave": {"set", "async-set", "nexios"},
     "redis_fanout": {"starlette+broadcaster", "nexios", "nexios-frame-once"},
+}
+SAVED_APPS = {
+    "saved_fanout": {"raw", "nexios-saved", "nexios-frame-once-saved"},
+    "saved_redis_fanout": {"nexios-saved", "nexios-frame-once-saved", "nexios-frame-once"},
 }
 METRICS = {
     "echo": ("rate",),
@@ -75,7 +81,9 @@ def test_quick_run_covers_every_scenario(tmp_path: Path) -> None:
     scenarios = data["scenarios"]
     assert set(scenarios) == expected_scenarios()
     for name, entry in scenarios.items():
-        assert set(entry["apps"]) == EXPECTED_APPS[entry["kind"]], name
+        saved = name.rpartition("_")[0]
+        expected = SAVED_APPS[saved] if saved in SAVED_APPS else EXPECTED_APPS[entry["kind"]]
+        assert set(entry["apps"]) == expected, name
         for app, samples in entry["apps"].items():
             for metric in METRICS[entry["kind"]]:
                 value = samples["summary"][metric]["median"]

@@ -9,21 +9,22 @@ test run leaves the work tree as it was).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import io
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import connect
 
+from nexios.client import connect
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.server import REPO_ROOT, Server, serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
     pytest.skip(
         "needs Debian's chromium at /usr/bin/chromium (run scripts/install-browser.sh)",
@@ -38,16 +39,6 @@ except ImportError:
 
 TIMEOUT_MS = 5000
 SCREENSHOT = REPO_ROOT / "docs" / "chat-screenshot.png"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HISTORY_KEPT = 5
 
 OpenPage = Callable[[str, str], Page]
@@ -164,20 +155,22 @@ def test_a_dropped_socket_reconnects_and_recovers_what_it_missed(open_page: Open
     say(bob, "before the drop")
     expect(messages(ada)).to_have_text(["before the drop"])
 
-    # The automatic path: an abnormal close, then a reconnect with backoff.
-    ada.evaluate("window.chat.dropSocket()")
-    ada.wait_for_function("window.chat.state.reconnects === 1")
+    # The automatic path: the socket is replaced, the client reconnects with backoff.
+    ada.evaluate("window.chat.state.client.reconnect()")
+    expect(ada.locator("#messages li.system", has_text="Reconnected")).to_have_text(
+        ["Reconnected: nothing was missed."]
+    )
     expect(ada.locator("#status")).to_have_text("online")
     expect(bob.locator("#online li")).to_have_text(["ada", "bob (you)"])
 
-    # Held offline while bob talks, then back: the missed messages are recovered.
-    ada.evaluate("window.chat.dropSocket({hold: true})")
+    # Closed while bob talks, then back: the client recovers what was missed.
+    ada.evaluate("window.chat.state.client.close()")
     expect(ada.locator("#status")).to_have_text("offline")
     expect(bob.locator("#online li")).to_have_text(["bob (you)"])
     say(bob, "while you were away")
     say(bob, "and this too")
     expect(messages(bob).last).to_have_text("and this too")
-    ada.evaluate("window.chat.reconnectNow()")
+    ada.evaluate("window.chat.state.client.connect()")
     expect(ada.locator("#status")).to_have_text("online")
     expect(messages(ada)).to_have_text(["before the drop", "while you were away", "and this too"])
     expect(ada.locator("#messages li.system", has_text="Reconnected")).to_have_text(
@@ -186,35 +179,38 @@ def test_a_dropped_socket_reconnects_and_recovers_what_it_missed(open_page: Open
     expect(ada.locator("#notice")).to_be_hidden()
 
 
-def test_too_much_missed_shows_a_notice_and_the_latest_messages(
+def test_too_much_missed_reloads_the_page_with_a_notice_and_the_latest(
     open_page: OpenPage, server: Server
 ) -> None:
     ada = open_page("ada", "gaps")
     say(ada, "seen by ada")
     expect(messages(ada)).to_have_text(["seen by ada"])
-    ada.evaluate("window.chat.dropSocket({hold: true})")
+    ada.evaluate("window.chat.state.client.close()")
     expect(ada.locator("#status")).to_have_text("offline")
     sent = [f"missed {i}" for i in range(HISTORY_KEPT + 2)]
-    # Two senders, so that no one is over the rate limit.
-    with (
-        connect(server.ws_url("/ws?name=carol&room=gaps"), open_timeout=5) as carol,
-        connect(server.ws_url("/ws?name=dan&room=gaps"), open_timeout=5) as dan,
-    ):
-        for i, text in enumerate(sent):
-            (carol if i % 2 else dan).send(json.dumps({"type": "message", "text": text}))
-        seen = []
-        while len(seen) < len(sent):
-            message = json.loads(carol.recv(timeout=5))
-            if message["type"] == "message":
-                seen.append(message["text"])
-        assert sorted(seen) == sorted(sent)
-    ada.evaluate("window.chat.reconnectNow()")
+    publish_as(server, "carol", "gaps", sent)
+    ada.evaluate("window.chat.state.client.connect()")
+    # History no longer has all that ada missed: the page reloads and starts afresh.
     expect(ada.locator("#notice")).to_have_text(
         "Some messages could not be recovered; showing the latest 50."
     )
     expect(ada.locator("#notice")).to_be_visible()
+    expect(ada.locator("#status")).to_have_text("online")
     expect(messages(ada)).to_have_count(HISTORY_KEPT)
-    expect(messages(ada).last).to_have_text(seen[-1])
+    expect(messages(ada).last).to_have_text(sent[-1])
+
+
+def publish_as(server: Server, name: str, room: str, texts: list[str]) -> None:
+    """Publish through the Python client (it retries the server's 429 by itself)."""
+
+    async def run() -> None:
+        async with connect(server.ws_url("/connect"), token=name, timeout=10) as client:
+            for text in texts:
+                await client.publish(f"chat:{room}", {"text": text})
+
+    # Playwright's sync API holds this thread's event loop: the client gets a thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result(timeout=60)
 
 
 def test_server_errors_are_visible(open_page: OpenPage, browser: Browser, server: Server) -> None:
@@ -232,17 +228,22 @@ def test_server_errors_are_visible(open_page: OpenPage, browser: Browser, server
         page.fill("#room", "fixed-room")
         page.click("#join-form button")
         expect(page.locator("#status")).to_have_text("online")
+        page.click("#leave")
+        page.fill("#name", "   ")
+        page.click("#join-form button")
+        expect(page.locator("#join-error")).to_have_text(
+            "Name must be 1 to 32 printable characters."
+        )
+        expect(page.locator("#status")).to_have_text("offline")
     finally:
         context.close()
 
     ada = open_page("ada", "errors")
     say(ada, "")
     expect(ada.locator("#error")).to_have_text("Message must be 1 to 1000 characters.")
-    ada.evaluate(
-        "for (let i = 0; i < 6; i++) window.chat.send({type: 'message', text: 'spam ' + i})"
-    )
-    expect(ada.locator("#error")).to_have_text("Slow down: at most 5 messages per second.")
-    expect(messages(ada)).to_have_count(5)
+    # Over 5 a second: the server answers 429 and the client sends it again later.
+    ada.evaluate("for (let i = 0; i < 6; i++) window.chat.state.chat.publish({text: 'spam ' + i})")
+    expect(messages(ada)).to_have_text([f"spam {i}" for i in range(6)])
 
 
 def save_side_by_side(left: Page, right: Page, target: Path) -> None:

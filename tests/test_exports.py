@@ -255,7 +255,8 @@ def test_channel_signature() -> None:
     from nexios.websockets.channels import Channel, PayloadTypeEnum
 
     parameters = inspect.signature(Channel).parameters
-    assert list(parameters) == ["websocket", "payload_type", "expires", "metadata"]
+    assert list(parameters) == ["websocket", "payload_type", "expires", "metadata", "framer"]
+    assert parameters["framer"].kind is inspect.Parameter.KEYWORD_ONLY
     assert PayloadTypeEnum(parameters["payload_type"].default) is PayloadTypeEnum.JSON
     assert parameters["expires"].default is None
     assert parameters["metadata"].default is None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
+from nexios import NexiosApp
 from nexios.exceptions import HTTPException
 from nexios.http import URL, Headers, QueryParams, Request, UploadFile
 from nexios.http.datastructures import (
@@ -20,12 +22,13 @@ from nexios.http.datastructures import (
     route_path,
 )
 from nexios.http.routing import HTTPRouter
+from nexios.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
 
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def client_for(app: Any) -> AsyncTestClient:
+    return AsyncTestClient(app, follow_redirects=False)
 
 
 def http_scope(**extra: Any) -> dict[str, Any]:
@@ -356,3 +359,219 @@ async def test_body_limit_is_413_for_declared_and_streamed_bodies() -> None:
     assert streamed.status_code == 413
     assert "1024 bytes" in streamed.json()["detail"]
     assert as_json.status_code == 413
+
+
+# ---------------------------------------------------------------- streaming and limits
+
+
+async def test_stream_yields_chunks_as_they_come_and_only_once() -> None:
+    receive = receive_from(
+        {"type": "http.request", "body": b"ab", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": b"cd"},
+    )
+    request = Request(http_scope(), receive)
+    assert [chunk async for chunk in request.stream()] == [b"ab", b"cd"]
+    with pytest.raises(RuntimeError, match="already streamed; it can be read only once"):
+        await request.body()
+
+
+async def test_stream_after_body_gives_the_cached_body() -> None:
+    request = Request(http_scope(), receive_from({"type": "http.request", "body": b"abc"}))
+    assert await request.body() == b"abc"
+    assert [chunk async for chunk in request.stream()] == [b"abc"]
+
+
+async def test_the_limit_holds_for_stream_before_the_chunk_past_it_is_yielded() -> None:
+    receive = receive_from(
+        {"type": "http.request", "body": b"x" * 6, "more_body": True},
+        {"type": "http.request", "body": b"x" * 6, "more_body": True},
+        {"type": "http.request", "body": b"never read"},
+    )
+    request = Request(http_scope(), receive, max_body_size=10)
+    seen: list[bytes] = []
+    with pytest.raises(HTTPException) as caught:
+        async for chunk in request.stream():
+            seen.append(chunk)
+    assert caught.value.status_code == 413
+    assert seen == [b"x" * 6]
+    assert "NexiosApp(max_body_size=...)" in caught.value.detail
+
+
+async def test_the_limit_holds_for_the_receive_channel_too() -> None:
+    declared = Request(http_scope(headers=[(b"content-length", b"11")]), receive_from())
+    declared.max_body_size = 10
+    with pytest.raises(HTTPException) as caught:
+        await declared.receive()
+    assert caught.value.status_code == 413
+    receive = receive_from(
+        {"type": "http.request", "body": b"x" * 8, "more_body": True},
+        {"type": "http.request", "body": b"x" * 8},
+    )
+    request = Request(http_scope(), receive, max_body_size=10)
+    assert (await request.receive())["body"] == b"x" * 8
+    with pytest.raises(HTTPException):
+        await request.receive()
+
+
+async def test_no_limit_with_none() -> None:
+    body = b"x" * (3 * 1024 * 1024)
+    request = Request(
+        http_scope(), receive_from({"type": "http.request", "body": body}), max_body_size=None
+    )
+    assert len(await request.body()) == len(body)
+
+
+async def test_receive_replays_a_body_already_read() -> None:
+    receive = receive_from({"type": "http.request", "body": b"abc"}, {"type": "http.disconnect"})
+    request = Request(http_scope(), receive)
+    await request.body()
+    assert await request.receive() == {"type": "http.request", "body": b"abc", "more_body": False}
+    assert await request.receive() == {"type": "http.disconnect"}
+
+
+async def test_is_disconnected_does_not_wait() -> None:
+    async def never() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    assert await Request(http_scope(), never).is_disconnected() is False
+    gone = Request(http_scope(), receive_from({"type": "http.disconnect"}))
+    assert await gone.is_disconnected() is True
+
+
+def body_app(**route_options: Any) -> NexiosApp:
+    app = NexiosApp(max_body_size=100)
+
+    @app.post("/default")
+    async def default(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    @app.post("/big", max_body_size=1000)
+    async def big(request: Request) -> dict[str, int]:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        return {"size": size}
+
+    @app.post("/unlimited", max_body_size=None)
+    async def unlimited(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    return app
+
+
+async def test_the_app_limit_and_route_overrides() -> None:
+    async with AsyncTestClient(body_app()) as client:
+        assert (await client.post("/default", content=b"x" * 100)).json() == {"size": 100}
+        assert (await client.post("/default", content=b"x" * 101)).status_code == 413
+        assert (await client.post("/big", content=b"x" * 1000)).json() == {"size": 1000}
+        assert (await client.post("/big", content=b"x" * 1001)).status_code == 413
+        huge = await client.post("/unlimited", content=b"x" * 5000)
+        assert huge.json() == {"size": 5000}
+
+
+# ---------------------------------------------------------------- multipart
+
+
+def multipart(*parts: tuple[str, bytes], boundary: str = "B") -> bytes:
+    """A multipart body from (headers, data) parts, with the closing boundary."""
+    body = b"".join(
+        f"--{boundary}\r\n{headers}\r\n\r\n".encode() + data + b"\r\n" for headers, data in parts
+    )
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def field(name: str) -> str:
+    return f'Content-Disposition: form-data; name="{name}"'
+
+
+def file_part(name: str, filename: str) -> str:
+    return (
+        f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream"
+    )
+
+
+MULTIPART = {"content-type": "multipart/form-data; boundary=B"}
+
+
+def upload_app(seen: list[UploadFile], **form_options: Any) -> NexiosApp:
+    app = NexiosApp(max_body_size=8 * 1024 * 1024)
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, Any]:
+        form = await request.form(**form_options)
+        out: dict[str, Any] = {}
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                seen.append(value)
+                data = await value.read()
+                out[name] = {"size": value.size, "in_memory": value.in_memory, "len": len(data)}
+            else:
+                out[name] = value
+        return out
+
+    return app
+
+
+async def test_truncated_multipart_is_400() -> None:
+    body = multipart((field("a"), b"hello"), (file_part("f", "x.txt"), b"data"))
+    seen: list[UploadFile] = []
+    async with AsyncTestClient(upload_app(seen)) as client:
+        whole = await client.post("/upload", content=body, headers=MULTIPART)
+        cut = await client.post("/upload", content=body[:-8], headers=MULTIPART)
+        garbage = await client.post("/upload", content=b"not multipart", headers=MULTIPART)
+    assert whole.json() == {"a": "hello", "f": {"size": 4, "in_memory": True, "len": 4}}
+    assert cut.status_code == 400
+    assert cut.json() == {
+        "detail": "Invalid form body: the body ended before the closing boundary."
+    }
+    assert garbage.status_code == 400
+
+
+async def test_uploads_past_the_spool_size_go_to_disk_and_are_closed_after_the_response() -> None:
+    big = bytes(range(256)) * 8 * 1024  # 2 MiB
+    body = multipart((file_part("small", "s.bin"), b"tiny"), (file_part("big", "b.bin"), big))
+    seen: list[UploadFile] = []
+    async with AsyncTestClient(upload_app(seen, spool_max_size=1024 * 1024)) as client:
+        response = await client.post("/upload", content=body, headers=MULTIPART)
+    assert response.json() == {
+        "small": {"size": 4, "in_memory": True, "len": 4},
+        "big": {"size": len(big), "in_memory": False, "len": len(big)},
+    }
+    assert all(upload.file.closed for upload in seen)
+
+
+@pytest.mark.parametrize(
+    ("options", "parts", "detail"),
+    [
+        ({"max_files": 1}, [file_part("a", "1"), file_part("b", "2")], "more than 1 files"),
+        ({"max_fields": 1}, [field("a"), field("b")], "more than 1 fields"),
+        ({"max_part_size": 3}, [field("a")], "field 'a' is larger than 3 bytes"),
+    ],
+)
+async def test_form_limits_are_400(options: dict[str, int], parts: list[str], detail: str) -> None:
+    body = multipart(*[(headers, b"data") for headers in parts])
+    async with AsyncTestClient(upload_app([], **options)) as client:
+        response = await client.post("/upload", content=body, headers=MULTIPART)
+    assert response.status_code == 400
+    assert detail in response.json()["detail"]
+
+
+async def test_too_many_urlencoded_fields_is_400() -> None:
+    async with AsyncTestClient(upload_app([], max_fields=2)) as client:
+        response = await client.post("/upload", data={"a": "1", "b": "2", "c": "3"})
+    assert response.status_code == 400 and "more than 2 fields" in response.json()["detail"]
+
+
+async def test_upload_file_on_disk_reads_in_a_thread() -> None:
+    spool = tempfile.SpooledTemporaryFile(max_size=4)  # noqa: SIM115 - closed by the upload
+    upload = UploadFile(spool, size=0, filename="f", max_memory=4)  # type: ignore[arg-type]
+    await upload.write(b"abc")
+    assert upload.in_memory
+    await upload.write(b"defgh")
+    assert not upload.in_memory and upload.size == 8
+    await upload.seek(0)
+    assert await upload.read() == b"abcdefgh"
+    await upload.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from nexios.exceptions import HTTPException
@@ -23,12 +21,13 @@ from nexios.http import (
 from nexios.http.datastructures import Message
 from nexios.http.responses import to_response
 from nexios.http.routing import HTTPRouter
+from nexios.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
 
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def client_for(app: Any) -> AsyncTestClient:
+    return AsyncTestClient(app, follow_redirects=False)
 
 
 async def run(response: Response, method: str = "GET") -> list[Message]:
@@ -304,14 +303,7 @@ async def test_cookie_redirect_and_file_through_the_router(tmp_path: Path) -> No
     assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
 
 
-async def test_unsupported_return_value_is_a_logged_500(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger="nexios.http")
+async def test_unsupported_return_value_is_a_server_error(tmp_path: Path) -> None:
     async with client_for(make_router(tmp_path)) as client:
-        response = await client.get("/bad")
-    assert response.status_code == 500
-    assert response.json() == {"detail": "Internal Server Error"}
-    [record] = caplog.records
-    assert record.exc_info is not None
-    assert "HTTP handler 'bad' for '/bad' returned object" in str(record.exc_info[1])
+        with pytest.raises(TypeError, match="HTTP handler 'bad' for '/bad' returned object"):
+            await client.get("/bad")

@@ -12,12 +12,14 @@ import pytest
 from nexios.exceptions import ConfigurationError
 from nexios.http import HTTPRouter, StaticFiles
 from nexios.http.datastructures import Message
+from nexios.http.responses import parse_range
+from nexios.testing import AsyncTestClient
 
 pytestmark = pytest.mark.anyio
 
 
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+def client_for(app: Any) -> AsyncTestClient:
+    return AsyncTestClient(app, follow_redirects=False)
 
 
 @pytest.fixture
@@ -198,3 +200,97 @@ def test_missing_directory_is_a_configuration_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigurationError):
         StaticFiles(tmp_path / "file")
+
+
+# ---------------------------------------------------------------- Range requests
+
+DATA = bytes(range(256)) * 40  # 10,240 bytes
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    (tmp_path / "data.bin").write_bytes(DATA)
+    return tmp_path
+
+
+async def test_single_ranges_are_206(big: Path) -> None:
+    async with client_for(router_for(big)) as client:
+        whole = await client.get("/static/data.bin")
+        first = await client.get("/static/data.bin", headers={"range": "bytes=0-99"})
+        middle = await client.get("/static/data.bin", headers={"range": "bytes=5000-5009"})
+        tail = await client.get("/static/data.bin", headers={"range": "bytes=10000-"})
+        suffix = await client.get("/static/data.bin", headers={"range": "bytes=-16"})
+        past_end = await client.get("/static/data.bin", headers={"range": "bytes=10200-99999"})
+        head = await client.head("/static/data.bin", headers={"range": "bytes=0-9"})
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    assert first.status_code == 206 and first.content == DATA[:100]
+    assert first.headers["content-range"] == "bytes 0-99/10240"
+    assert first.headers["content-length"] == "100"
+    assert middle.content == DATA[5000:5010]
+    assert (
+        tail.content == DATA[10000:] and tail.headers["content-range"] == "bytes 10000-10239/10240"
+    )
+    assert suffix.content == DATA[-16:]
+    assert past_end.content == DATA[10200:]
+    assert head.status_code == 206 and head.content == b""
+    assert head.headers["content-length"] == "10"
+
+
+async def test_several_ranges_are_multipart_byteranges(big: Path) -> None:
+    async with client_for(router_for(big)) as client:
+        response = await client.get(
+            "/static/data.bin", headers={"range": "bytes=0-9, 100-109, 105-119, -5"}
+        )
+    assert response.status_code == 206
+    media_type, _, boundary = response.headers["content-type"].partition("; boundary=")
+    assert media_type == "multipart/byteranges"
+    assert int(response.headers["content-length"]) == len(response.content)
+    parts = response.content.split(f"--{boundary}".encode())
+    assert parts[0] == b"" and parts[-1] == b"--\r\n"
+    found = []
+    for part in parts[1:-1]:
+        head, _, data = part.partition(b"\r\n\r\n")
+        assert b"content-type: application/octet-stream" in head
+        range_line = next(line for line in head.split(b"\r\n") if b"content-range" in line)
+        found.append((range_line.decode().split(" ", 2)[2], data.removesuffix(b"\r\n")))
+    # Overlapping ranges are merged, and ranges come in file order.
+    assert found == [
+        ("0-9/10240", DATA[:10]),
+        ("100-119/10240", DATA[100:120]),
+        ("10235-10239/10240", DATA[-5:]),
+    ]
+
+
+async def test_unsatisfiable_and_invalid_ranges(big: Path) -> None:
+    async with client_for(router_for(big)) as client:
+        beyond = await client.get("/static/data.bin", headers={"range": "bytes=20000-"})
+        invalid = await client.get("/static/data.bin", headers={"range": "bytes=9-1"})
+        other_unit = await client.get("/static/data.bin", headers={"range": "pages=1-2"})
+        garbage = await client.get("/static/data.bin", headers={"range": "bytes=a-b"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */10240"
+    for response in (invalid, other_unit, garbage):  # not a valid range: the whole file
+        assert response.status_code == 200 and response.content == DATA
+
+
+async def test_if_range_sends_the_whole_file_when_it_changed(big: Path) -> None:
+    async with client_for(router_for(big)) as client:
+        etag = (await client.head("/static/data.bin")).headers["etag"]
+        fresh = await client.get(
+            "/static/data.bin", headers={"range": "bytes=0-0", "if-range": etag}
+        )
+        stale = await client.get(
+            "/static/data.bin", headers={"range": "bytes=0-0", "if-range": '"old"'}
+        )
+    assert fresh.status_code == 206 and fresh.content == DATA[:1]
+    assert stale.status_code == 200 and stale.content == DATA
+
+
+def test_parse_range() -> None:
+    assert parse_range("bytes=0-0", 10) == [(0, 1)]
+    assert parse_range("bytes=0-4,5-9", 10) == [(0, 10)]  # adjacent: merged
+    assert parse_range("bytes=-0", 10) == []
+    assert parse_range("bytes=3-", 0) == []
+    assert parse_range("bytes=0-", 10) == [(0, 10)]
+    assert parse_range("bytes=", 10) is None
+    assert parse_range("bytes=1", 10) is None
+    assert parse_range("BYTES = 1-2", 10) == [(1, 3)]

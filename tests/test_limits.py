@@ -402,7 +402,7 @@ async def test_hostile_clients_closed_while_healthy_clients_echo() -> None:
             "flood": await _attack(server.ws_url("/echo"), flood),
             "invalid-json-consumer": await _attack(server.ws_url("/consumer/json"), invalid_json),
             "binary-for-text-consumer": await _attack(server.ws_url("/consumer/text"), binary),
-            "binary-for-receive_text": await _attack(server.ws_url("/echo"), binary),
+            "binary-for-iter_text": await _attack(server.ws_url("/echo"), binary),
         }
         async with connect(server.ws_url("/json")) as ws:  # invalid JSON, handled: stays open
             await ws.send("{not json")
@@ -426,7 +426,7 @@ async def test_hostile_clients_closed_while_healthy_clients_echo() -> None:
         "flood": 1008,
         "invalid-json-consumer": 1007,
         "binary-for-text-consumer": 1003,
-        "binary-for-receive_text": 1011,
+        "binary-for-iter_text": 1003,
     }
     assert log.count("exceeds max_message_size=65536; closing with 1009") == 1
     assert log.count("more than messages_per_second=100 (burst=1000); closing with 1008") == 1

@@ -71,7 +71,13 @@ commands: st.SearchStrategy[Command] = st.one_of(
         SubscribeCommand, id=ids, group=groups, since=seqs, epoch=epochs, presence=st.booleans()
     ),
     st.builds(UnsubscribeCommand, id=ids, group=groups),
-    st.builds(PublishCommand, id=ids, group=groups, data=json_values, idempotency_key=keys),
+    st.builds(
+        PublishCommand,
+        id=ids,
+        group=groups,
+        data=json_values.filter(lambda value: value is not None),
+        idempotency_key=keys,
+    ),
     st.builds(
         HistoryCommand,
         id=ids,
@@ -114,9 +120,8 @@ def test_defaults_and_nulls() -> None:
     ) == SubscribeCommand(2, "g")
     history = parse_command('{"id":3,"type":"history","group":"g"}')
     assert history == HistoryCommand(3, "g", None, LIMITS.default_history_limit, None)
-    assert parse_command('{"id":4,"type":"publish","group":"g","data":null}') == (
-        PublishCommand(4, "g", None)
-    )
+    error = refused({"id": 4, "type": "publish", "group": "g", "data": None})
+    assert (error.code, error.field) == (ErrorCode.BAD_REQUEST, "data")
     assert parse_command('{"type":"pong"}') == PongCommand()
 
 

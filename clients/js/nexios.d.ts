@@ -141,7 +141,10 @@ export class NexiosClient {
   readonly client: string | null;
   readonly subscriptions: Map<string, Subscription>;
   connect(): this;
+  /** Close for good; connect() opens again, resubscribing every group from its position. */
   close(): void;
+  /** Replace the socket now; reconnects with backoff, resubscribing from positions. */
+  reconnect(reason?: string): void;
   /** Throws if already subscribed to `group` (use `subscriptions.get(group)`). */
   subscribe<T = unknown>(group: string, options?: SubscribeOptions<T>): Subscription<T>;
   ping(): Promise<Record<string, never>>;

@@ -153,8 +153,8 @@ export class NexiosClient {
     });
   }
 
-  // Replace the socket: the state of a subscription is unknown (e.g. its subscribe timed out).
-  _reconnect(reason) {
+  /** Replace the socket now (then reconnect with backoff, resubscribing from positions). */
+  reconnect(reason = "reconnect requested") {
     this.#drop(4000, reason);
   }
 
@@ -423,7 +423,7 @@ export class Subscription {
     this.#early = [];
     const options = {};
     if (this.seq != null) options.since = this.seq;
-    if (this.epoch != null) options.epoch = this.epoch;
+    if (this.epoch) options.epoch = this.epoch;
     if (this.options.presence) options.presence = true;
     return options;
   }
@@ -448,12 +448,12 @@ export class Subscription {
     const { error } = result;
     if (error) {
       if (this.client.state !== "connected") return; // the reconnect resubscribes
-      if (error.code === 408) return this.client._reconnect("subscribe timed out");
+      if (error.code === 408) return this.client.reconnect("subscribe timed out");
       if (TEMPORARY.has(error.code)) return this.#resend();
       return this._unsubscribed({ code: error.code, reason: error.message });
     }
     const since = this.seq;
-    this.epoch = result.epoch;
+    this.epoch = result.epoch || null;
     this.seq = since != null && result.complete ? since : result.seq;
     this.#reset();
     this.state = "subscribed";
@@ -507,7 +507,11 @@ export class Subscription {
   // ---- ordering ----
 
   #take(message) {
-    if (message.epoch != null && message.epoch !== this.epoch) this.#resync(message.epoch, message.seq - 1, "epoch");
+    // A new epoch: the numbering was lost (unless we had none yet: the group's first).
+    if (message.epoch && message.epoch !== this.epoch) {
+      if (this.epoch) this.#resync(message.epoch, message.seq - 1, "epoch");
+      else this.epoch = message.epoch;
+    }
     if (message.seq <= this.seq || this.#held.has(message.seq)) return; // a duplicate
     this.#held.set(message.seq, message);
     if (this.#held.size > (this.options.maxHeld ?? MAX_HISTORY)) {

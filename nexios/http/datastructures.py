@@ -9,11 +9,12 @@ and the ASGI type aliases.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, BinaryIO, Generic, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 __all__ = [
@@ -45,6 +46,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 _V = TypeVar("_V")
+_R = TypeVar("_R")
 
 RawHeaders = list[tuple[bytes, bytes]]
 HeadersInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
@@ -258,35 +260,66 @@ class QueryParams(ImmutableMultiDict[str]):
 
 
 class UploadFile:
-    """A file from a multipart form, held in memory (the request body is bounded)."""
+    """A file from a multipart form.
 
-    __slots__ = ("content_type", "file", "filename", "headers", "size")
+    ``file`` is the underlying binary file: an in-memory buffer for small uploads, a
+    temporary file on disk once an upload passed the form's ``spool_max_size``. The
+    async methods run in the thread pool when the data is on disk, so they never block
+    the event loop; ``size`` counts the bytes written.
+    """
+
+    __slots__ = ("_max_memory", "content_type", "file", "filename", "headers", "size")
 
     def __init__(
         self,
-        data: bytes,
+        file: BinaryIO | bytes,
         *,
-        filename: str | None,
+        size: int | None = None,
+        filename: str | None = None,
         content_type: str = "application/octet-stream",
         headers: Headers | None = None,
+        max_memory: int | None = None,
     ) -> None:
+        if isinstance(file, bytes | bytearray | memoryview):
+            data = bytes(file)
+            file = io.BytesIO(data)
+            size = len(data) if size is None else size
+        self.file: BinaryIO = file
         self.filename = filename
         self.content_type = content_type
         self.headers = headers if headers is not None else Headers()
-        self.size = len(data)
-        self.file = io.BytesIO(data)
+        self.size = size
+        self._max_memory = max_memory
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the data is held in memory (else it is on disk)."""
+        if isinstance(self.file, io.BytesIO):
+            return True
+        return self._max_memory is not None and (self.size or 0) <= self._max_memory
+
+    async def _io(self, func: Callable[..., _R], *args: Any) -> _R:
+        if self.in_memory:
+            return func(*args)
+        return await asyncio.to_thread(func, *args)
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data`` (the form parser writes uploads with this)."""
+        if self.size is not None:
+            self.size += len(data)
+        await self._io(self.file.write, data)
 
     async def read(self, size: int = -1) -> bytes:
         """Read ``size`` bytes (all that is left by default)."""
-        return self.file.read(size)
+        return await self._io(self.file.read, size)
 
     async def seek(self, offset: int) -> None:
         """Move to ``offset`` (``await file.seek(0)`` reads it again)."""
-        self.file.seek(offset)
+        await self._io(self.file.seek, offset)
 
     async def close(self) -> None:
-        """Release the buffer."""
-        self.file.close()
+        """Release the buffer or delete the temporary file."""
+        await self._io(self.file.close)
 
     def __repr__(self) -> str:
         return (

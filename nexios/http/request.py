@@ -1,18 +1,23 @@
 """The HTTP request handed to a route handler.
 
 Everything is read lazily from the ASGI scope and cached: a handler that only looks at
-``path_params`` costs one small object. The body is read once, bounded by
-``max_body_size`` (1 MiB by default); a larger body is refused with HTTP 413 before it
-is buffered. ``json()`` and ``form()`` parse that cached body, so they share the bound.
+``path_params`` costs one small object.
+
+The body is bounded by ``max_body_size`` (1 MiB by default; set it per app with
+``NexiosApp(max_body_size=...)`` or per route with ``@app.post(path,
+max_body_size=...)``, ``None`` for no limit). A ``Content-Length`` over the limit is
+refused before anything is read; a body that grows over it while it streams in is
+refused as soon as it does — HTTP 413 in both cases, whichever way it is read:
+``body()``, ``json()``, ``form()``, ``stream()`` or the ``receive`` channel itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import asyncio
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from python_multipart import MultipartParser
-from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from nexios.encoding import JSONDecodeError, loads
@@ -26,9 +31,9 @@ from nexios.http.datastructures import (
     Receive,
     Scope,
     State,
-    UploadFile,
     parse_cookies,
 )
+from nexios.http.forms import FormLimits, parse_multipart
 
 # parse_cookies lives in datastructures (WebSocket shares it); re-exported here too.
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "Request", "parse_cookies"]
@@ -37,6 +42,7 @@ DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 """Largest request body read by default, in bytes (1 MiB). Larger bodies get 413."""
 
 _MISSING: Any = object()
+_DEFAULT_FORM = FormLimits()
 
 
 async def _no_receive() -> MutableMapping[str, Any]:
@@ -54,6 +60,9 @@ class Request:
         "_json",
         "_query_params",
         "_receive",
+        "_received",
+        "_replayed",
+        "_streamed",
         "_url",
         "max_body_size",
         "scope",
@@ -71,6 +80,9 @@ class Request:
         self.scope = scope
         self.max_body_size = max_body_size
         self._receive = receive
+        self._received = -1  # body bytes received so far; -1: Content-Length not checked yet
+        self._streamed = False
+        self._replayed = False
         self._body: bytes | None = None
         self._json: Any = _MISSING
         self._form: FormData | None = None
@@ -127,43 +139,99 @@ class Request:
 
     @property
     def state(self) -> State:
-        """Per-request attributes (shared with the scope, so middleware can set them)."""
+        """Per-request attributes (shared with the scope, so middleware can set them).
+
+        Starts as a copy of what the app's ``lifespan`` yielded (``request.state.db``).
+        """
         return State(self.scope.setdefault("state", {}))
 
     @property
-    def receive(self) -> Receive:
-        """The ASGI receive channel (for streaming the body yourself)."""
-        return self._receive
+    def app(self) -> Any:
+        """The application serving this request (``scope["app"]``)."""
+        return self.scope.get("app")
 
-    async def body(self) -> bytes:
-        """The whole body, read once and cached. Over ``max_body_size`` → HTTP 413."""
-        if self._body is not None:
-            return self._body
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """The absolute URL of the route (or mount) called ``name``, with ``path_params``.
+
+        Raises :class:`~nexios.exceptions.NoMatchFound` when no route has that name and
+        those parameters.
+        """
+        # The router that matched, else (in app middleware, before routing) the app.
+        router = self.scope.get("router") or self.scope.get("app")
+        if router is None or not hasattr(router, "url_path_for"):
+            raise RuntimeError("url_for() needs the request to come through a NexiosApp.")
+        path = self.scope.get("root_path", "") + router.url_path_for(name, **path_params)
+        base = self.url
+        return URL(scheme=base.scheme, netloc=base.netloc, path=path)
+
+    @property
+    def receive(self) -> Receive:
+        """The ASGI receive channel, with the body-size limit applied (HTTP 413).
+
+        A body already read with ``body()`` (or ``json()``, ``form()``) comes first, so
+        an ASGI app this channel is handed to (``call_next``) still gets the whole body.
+        """
+        return self._receive_for_app
+
+    async def _receive_for_app(self) -> MutableMapping[str, Any]:
+        if self._body is not None and not self._replayed:
+            self._replayed = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        return await self._bounded_receive()
+
+    async def _bounded_receive(self) -> MutableMapping[str, Any]:
         limit = self.max_body_size
-        if limit is not None:
+        if limit is not None and self._received < 0:
             declared = self.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise self._too_large(limit)
-        chunks: list[bytes] = []
-        size = 0
+            self._received = 0
+        message = await self._receive()
+        if limit is not None and message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            if self._received > limit:
+                raise self._too_large(limit)
+        return message
+
+    @staticmethod
+    def _too_large(limit: int) -> HTTPException:
+        return HTTPException(
+            413,
+            f"Request body is larger than the limit of {limit} bytes. The server sets it "
+            "with NexiosApp(max_body_size=...) or per route with max_body_size=.",
+        )
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body chunk by chunk as it arrives, without buffering it (bounded, 413).
+
+        The body can be streamed once; after ``await request.body()`` this yields the
+        cached body instead.
+        """
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
+        if self._streamed:
+            raise RuntimeError(
+                "The request body was already streamed; it can be read only once. Call "
+                "`await request.body()` first to keep a copy."
+            )
+        self._streamed = True
         while True:
-            message = await self._receive()
+            message = await self._bounded_receive()
             if message["type"] == "http.disconnect":
                 raise HTTPException(400, "The client disconnected before sending the whole body.")
             chunk: bytes = message.get("body", b"")
             if chunk:
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise self._too_large(limit)
-                chunks.append(chunk)
+                yield chunk
             if not message.get("more_body", False):
-                break
-        self._body = b"".join(chunks)
-        return self._body
+                return
 
-    @staticmethod
-    def _too_large(limit: int) -> HTTPException:
-        return HTTPException(413, f"Request body is larger than the limit of {limit} bytes.")
+    async def body(self) -> bytes:
+        """The whole body, read once and cached. Over ``max_body_size`` → HTTP 413."""
+        if self._body is None:
+            self._body = b"".join([chunk async for chunk in self.stream()])
+        return self._body
 
     async def json(self) -> Any:
         """The body parsed as JSON. Invalid JSON → HTTP 400 ``Invalid JSON body: ...``."""
@@ -175,11 +243,20 @@ class Request:
                 raise HTTPException(400, f"Invalid JSON body: {exc}") from None
         return self._json
 
-    async def form(self) -> FormData:
+    async def form(
+        self,
+        *,
+        max_files: int = _DEFAULT_FORM.max_files,
+        max_fields: int = _DEFAULT_FORM.max_fields,
+        max_part_size: int = _DEFAULT_FORM.max_part_size,
+        spool_max_size: int = _DEFAULT_FORM.spool_max_size,
+    ) -> FormData:
         """The body parsed as a form (urlencoded or multipart), cached.
 
-        Text fields are ``str``, files are :class:`UploadFile`. Any other content type
-        gives an empty form; a malformed body gives HTTP 400.
+        Text fields are ``str``, files are :class:`UploadFile` (kept in memory up to
+        ``spool_max_size`` bytes each, then on disk; closed after the response). Counts
+        and text-field sizes are bounded; over a bound, or malformed, is HTTP 400. Any
+        other content type gives an empty form.
         """
         if self._form is None:
             content_type, options = parse_options_header(self.headers.get("content-type"))
@@ -187,77 +264,36 @@ class Request:
                 boundary = options.get(b"boundary")
                 if not boundary:
                     raise HTTPException(400, "Invalid form body: multipart without a boundary.")
-                body = await self.body()
-                try:
-                    self._form = _parse_multipart(body, boundary)
-                except (FormParserError, UnicodeDecodeError) as exc:
-                    raise HTTPException(400, f"Invalid form body: {exc}") from None
+                limits = FormLimits(max_files, max_fields, max_part_size, spool_max_size)
+                self._form = await parse_multipart(self.stream(), boundary, limits)
             elif content_type == b"application/x-www-form-urlencoded":
-                body = await self.body()
-                self._form = FormData(QueryParams(body).multi_items())
+                self._form = FormData(_parse_urlencoded(await self.body(), max_fields))
             else:
                 self._form = FormData()
         return self._form
+
+    async def close(self) -> None:
+        """Close the uploaded files of the form, if one was read (the router does this)."""
+        if self._form is not None:
+            await self._form.close()
+
+    async def is_disconnected(self) -> bool:
+        """Whether the client has gone away, without waiting (call it after reading the body)."""
+        try:
+            async with asyncio.timeout(0):
+                message = await self._receive()
+        except TimeoutError:
+            return False
+        return bool(message["type"] == "http.disconnect")
 
     def __repr__(self) -> str:
         return f"Request({self.method} {self.url})"
 
 
-def _parse_multipart(body: bytes, boundary: bytes) -> FormData:
-    """Parse a buffered multipart/form-data body with python-multipart."""
-    items: list[tuple[str, str | UploadFile]] = []
-    raw_headers: list[tuple[bytes, bytes]] = []
-    field = bytearray()
-    value = bytearray()
-    data = bytearray()
-
-    def on_part_begin() -> None:
-        raw_headers.clear()
-        data.clear()
-
-    def on_header_field(buffer: bytes, start: int, end: int) -> None:
-        field.extend(buffer[start:end])
-
-    def on_header_value(buffer: bytes, start: int, end: int) -> None:
-        value.extend(buffer[start:end])
-
-    def on_header_end() -> None:
-        raw_headers.append((bytes(field).lower(), bytes(value)))
-        field.clear()
-        value.clear()
-
-    def on_part_data(buffer: bytes, start: int, end: int) -> None:
-        data.extend(buffer[start:end])
-
-    def on_part_end() -> None:
-        headers = Headers(raw=raw_headers)
-        _, options = parse_options_header(headers.get("content-disposition"))
-        name = options.get(b"name")
-        if name is None:
-            raise FormParserError("a multipart part has no name in its Content-Disposition")
-        filename = options.get(b"filename")
-        if filename is None:
-            items.append((name.decode(), data.decode()))
-        else:
-            upload = UploadFile(
-                bytes(data),
-                filename=filename.decode(errors="replace"),
-                content_type=headers.get("content-type", "application/octet-stream"),
-                headers=headers,
-            )
-            items.append((name.decode(), upload))
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
-    parser.write(body)
-    parser.finalize()
-    return FormData(items)
+def _parse_urlencoded(body: bytes, max_fields: int) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=max_fields)
+    except ValueError:
+        raise HTTPException(
+            400, f"Invalid form body: more than {max_fields} fields (max_fields)."
+        ) from None

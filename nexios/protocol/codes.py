@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-from nexios.exceptions import NexiosError
+from nexios.exceptions import ProtocolError
 
 __all__ = ["DisconnectCode", "ErrorCode", "ProtocolError", "reconnects"]
 
@@ -60,25 +60,3 @@ class DisconnectCode(enum.IntEnum):
 def reconnects(code: int) -> bool:
     """Whether a client reconnects after a close with ``code`` (any WebSocket close code)."""
     return not 4500 <= code <= 4999
-
-
-class ProtocolError(NexiosError, ValueError):
-    """A client frame the server refuses: answered with ``code`` and ``message``.
-
-    ``command_id`` is the frame's ``id`` when it could be read (the answer is then an
-    ``error`` reply), else None (an ``error`` push). ``field`` names the offending field.
-    """
-
-    def __init__(
-        self,
-        code: ErrorCode,
-        message: str,
-        *,
-        command_id: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        super().__init__(f"{int(code)} {code.name.lower()}: {message}")
-        self.code = code
-        self.message = message
-        self.command_id = command_id
-        self.field = field

@@ -435,10 +435,10 @@ def _unsubscribe(
 def _publish(obj: dict[str, Any], command_id: int, limits: ProtocolLimits) -> PublishCommand:
     _only(obj, _PUBLISH_FIELDS, command_id)
     group = _required_group(obj, command_id, limits)
-    if "data" not in obj:
+    if obj.get("data") is None:
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
-            '"publish" needs "data" (any JSON value)',
+            '"publish" needs "data": any JSON value but null',
             command_id=command_id,
             field="data",
         )

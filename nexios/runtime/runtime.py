@@ -42,6 +42,7 @@ from nexios.runtime.presence import PresenceMember, member_from_record, presence
 from nexios.runtime.senders import (
     EVICTION_CLOSE_CODE,
     FlushScheduler,
+    OutboxLimits,
     sender_for,
 )
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
@@ -127,9 +128,10 @@ class JoinResult:
     """What a join did. With ``since``: what was replayed from history.
 
     ``complete`` is False when the member missed more than history keeps (or than
-    :data:`MAX_REPLAY`), or its epoch is not the group's: nothing was replayed, reload
-    the group's state from your own database. ``epoch`` and ``last_seq`` are where the
-    member now stands: the next saved message it receives is ``last_seq + 1``.
+    :data:`MAX_REPLAY`, or than its outbox holds), or its epoch is not the group's:
+    nothing was replayed, reload the group's state from your own database. ``epoch``
+    and ``last_seq`` are where the member now stands: the next saved message it receives
+    is ``last_seq + 1``.
     """
 
     added: bool
@@ -379,6 +381,7 @@ class ChannelsRuntime:
         *,
         since: int | None = None,
         epoch: str | None = None,
+        hidden: bool = False,
     ) -> JoinResult:
         """Add ``channel`` to ``group``; ``added`` is False when it already was a member.
 
@@ -386,6 +389,10 @@ class ChannelsRuntime:
         saved messages after ``since``, then live ones: in seq order, each once, no gap
         (live messages are held while history is read, then merged). Everything that can
         be refused is checked before any state changes, so a failed join leaves no trace.
+
+        ``hidden=True`` makes a member that only receives: it is not in presence, its
+        join and leave emit no event and the group policy is not asked (the caller
+        decided). The client protocol's endpoint uses it for its internal groups.
         """
         check_group_name(group)
         if since is not None and (isinstance(since, bool) or not isinstance(since, int)):
@@ -394,7 +401,11 @@ class ChannelsRuntime:
             raise ConfigurationError(f"since must be a seq (an int >= 0), got {since!r}.")
         if since is not None:
             since = min(since, MAX_SEQ)  # ahead of any history: complete=False
-        if self.group_policy is not None and not await self.group_policy(channel, group):
+        if (
+            not hidden
+            and self.group_policy is not None
+            and not await self.group_policy(channel, group)
+        ):
             raise GroupAccessDenied(
                 f"Channel {channel.uuid} may not join group {group!r} (group policy refused)."
             )
@@ -416,7 +427,9 @@ class ChannelsRuntime:
         result = JoinResult(True, epoch=feed.epoch, last_seq=feed.last)
         if since is not None:
             result = await self._replay(channel, feed, since, epoch)
-        self._add_local(channel, group, info)
+        self._add_local(channel, group, None if hidden else info)
+        if hidden:
+            return result
         try:
             await self.layer.presence_add(group, channel.uuid, info, settings.presence_ttl)
         except BaseException:
@@ -425,7 +438,7 @@ class ChannelsRuntime:
         await self._emit("channel.join", group, channel.uuid, channel.metadata, "joined")
         return result
 
-    def _add_local(self, channel: Channel, group: str, info: bytes) -> None:
+    def _add_local(self, channel: Channel, group: str, info: bytes | None) -> None:
         members = self.groups.get(group)
         if members is None:
             members = self.groups[group] = {}
@@ -433,7 +446,8 @@ class ChannelsRuntime:
         channel.groups.add(group)
         channel.host = self
         self.channels[channel.uuid] = channel
-        self._presence_info[(group, channel.uuid)] = info
+        if info is not None:
+            self._presence_info[(group, channel.uuid)] = info
 
     async def _open_feed(self, group: str) -> GroupFeed:
         """The group's feed, subscribed and positioned (the first local member opens it)."""
@@ -486,7 +500,12 @@ class ChannelsRuntime:
             page = await self.history.read(
                 feed.group, since=since, limit=MAX_REPLAY + 1, epoch=epoch
             )
-            complete = page.complete and len(page) <= MAX_REPLAY and page.epoch == feed.epoch
+            complete = (
+                page.complete
+                and len(page) <= MAX_REPLAY
+                and page.epoch == feed.epoch
+                and _fits(page, self.settings.outbox)
+            )
             position = max(since, page[-1].seq) if complete and page else since
             if complete and feed.last < position:
                 with contextlib.suppress(TimeoutError):
@@ -525,8 +544,11 @@ class ChannelsRuntime:
 
     async def leave(self, channel: Channel, group: str, reason: str = "left") -> bool:
         """Remove ``channel`` from ``group``. False when it was not a member."""
+        listed = (group, channel.uuid) in self._presence_info
         if not await self._drop(channel, group):
             return False
+        if not listed:  # a hidden member: no presence entry, no event
+            return True
         if not self._layer_failed_at_stop:
             try:
                 await self.layer.presence_remove(group, channel.uuid)
@@ -923,6 +945,12 @@ class ChannelsRuntime:
 def _frames_of(entry: HistoryEntry, group: str) -> FrameSet:
     """A saved entry as members receive it (its data already carries any seq field)."""
     return FrameSet(entry.kind, entry.data, group=group, seq=entry.seq, epoch=entry.epoch)
+
+
+def _fits(page: HistoryPage, outbox: OutboxLimits) -> bool:
+    """Whether a replay fits the member's outbox: one that does not would overflow it at
+    once (evicted at every rejoin, or messages dropped from a "complete" recovery)."""
+    return len(page) < outbox.max_messages and sum(len(e.data) for e in page) < outbox.max_bytes
 
 
 def _check_seq_field(payload: Any, kind: str, seq_field: str, save_history: bool) -> None:

@@ -23,9 +23,9 @@ buffers):
 - ``DROP_NEWEST``: the new message is dropped (counted).
 
 A member that makes no progress for ``send_timeout`` (a send that does not complete, or
-a transport buffer the peer does not drain) is evicted whatever the policy: it is not
-coming back. The runtime checks deadlines four times a second, so the send path reads
-no clock.
+a transport buffer the peer does not drain below :data:`LOW_WATER`) is evicted whatever
+the policy: it is not coming back. The runtime checks deadlines four times a second, so
+the send path reads no clock.
 
 Order: a direct ``ws.send_*`` on a member's socket first waits for the broadcasts
 queued before it (:meth:`Sender.drain`), so a member receives messages in the order the
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nexios.connection import WebSocket
+from nexios.connection import MemberConnection
 from nexios.exceptions import ConfigurationError
 from nexios.framing import Frame
 
@@ -65,6 +65,11 @@ EVICTION_CLOSE_CODE = 1013
 
 HIGH_WATER = 256 * 1024
 """Bytes a frame sender lets the transport buffer before it keeps frames back."""
+
+LOW_WATER = 64 * 1024
+"""A frame sender's peer is keeping up while less than this is queued for it (held
+frames and the transport's buffer); above it for ``send_timeout`` without once getting
+below, the member is evicted."""
 
 CLOSE_BOUND = 2.0
 """Seconds a close frame gets to reach a peer before the connection is dropped."""
@@ -121,13 +126,27 @@ class Sender(abc.ABC):
     kind: str
     """``"asgi"`` or ``"frames"``."""
 
-    def __init__(self, ws: WebSocket, limits: OutboxLimits, on_failure: SenderFailure) -> None:
+    def __init__(
+        self, ws: MemberConnection, limits: OutboxLimits, on_failure: SenderFailure
+    ) -> None:
         self.ws = ws
         self.limits = limits
         self._on_failure = on_failure
         self.dropped = 0
         """Messages dropped by a ``DROP_*`` policy."""
         self.closed = False
+        self._idle_waiters: list[asyncio.Future[None]] = []
+
+    async def _until_idle(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _went_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @abc.abstractmethod
     def put(self, frame: Frame) -> bool:
@@ -214,7 +233,7 @@ class AsgiSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         limits: OutboxLimits,
         on_failure: SenderFailure,
         scheduler: FlushScheduler | None = None,
@@ -225,7 +244,6 @@ class AsgiSender(Sender):
         self._bytes = 0
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
         self.send_started: float | None = None
 
     @property
@@ -299,15 +317,7 @@ class AsgiSender(Sender):
     async def drain(self) -> None:
         if self.closed or not self.pending:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append(waiter)
-        await waiter
-
-    def _went_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._until_idle()
 
     def overdue(self, now: float) -> bool:
         started = self.send_started
@@ -362,7 +372,7 @@ class FrameSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         sink: FrameSink,
         limits: OutboxLimits,
         on_failure: SenderFailure,
@@ -374,11 +384,7 @@ class FrameSender(Sender):
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._scheduled = False
-        self._idle_waiters: list[asyncio.Future[None]] = []
-        # Progress tracking for the deadline: bytes written since the last check, the
-        # transport backlog then, and since when no byte has moved.
-        self._written = 0
-        self._last_backlog = 0
+        # Since when the peer has been behind (its backlog above LOW_WATER).
         self._stalled_since: float | None = None
         on_writable = getattr(sink, "on_writable", None)
         self._on_writable: Callable[[Callable[[], None] | None], None] | None = on_writable
@@ -448,7 +454,6 @@ class FrameSender(Sender):
                 taken += len(part)
             self._bytes -= taken
             data = b"".join(parts)
-        self._written += len(data)
         self._scheduler.busy.add(self)
         if not self.sink.write(data):
             self._fail(1006, "connection closed")
@@ -466,24 +471,12 @@ class FrameSender(Sender):
         self.flush()
         if self.closed or not self._queue:
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._idle_waiters.append(waiter)
-        await waiter
-
-    def _went_idle(self) -> None:
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._until_idle()
 
     def overdue(self, now: float) -> bool:
         if self._queue:
             self.flush()  # in case the transport drained without telling us
-        backlog = self.sink.buffered()
-        moved = self._last_backlog + self._written - backlog
-        self._last_backlog = backlog
-        self._written = 0
-        if (not backlog and not self._queue) or moved > 0:
+        if self._bytes + self.sink.buffered() <= LOW_WATER:
             self._stalled_since = None
             return False
         if self._stalled_since is None:
@@ -513,7 +506,7 @@ class FrameSender(Sender):
 
 
 def sender_for(
-    ws: WebSocket,
+    ws: MemberConnection,
     limits: OutboxLimits,
     on_failure: SenderFailure,
     scheduler: FlushScheduler,

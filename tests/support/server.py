@@ -130,6 +130,7 @@ def serve(
     host: str = "127.0.0.1",
     ready: Callable[[Server], bool] | None = None,
     pass_fds: Sequence[int] = (),
+    port: int | None = None,
 ) -> Iterator[Server]:
     """Run ``python -m nexios run app`` on a free port until the block ends.
 
@@ -137,7 +138,8 @@ def serve(
     the repository root (so ``nexios`` and ``tests`` stay importable). ``args`` are more
     ``nexios run`` options (``--workers 2``...). Fails with the server's log if it exits
     or does not listen within 15 s. A server told to listen elsewhere (``--uds``,
-    ``--fd``, with ``pass_fds``) is up when ``ready(server)`` is true instead.
+    ``--fd``, with ``pass_fds``) is up when ``ready(server)`` is true instead. ``port``
+    picks the port (to restart a server where its clients reconnect).
     """
     environment = dict(os.environ)
     environment["PYTHONUNBUFFERED"] = "1"
@@ -149,7 +151,7 @@ def serve(
     os.close(handle)
     log_path = Path(name)
     try:
-        server = _start(app, host, args, environment, cwd, log_path, ready, pass_fds)
+        server = _start(app, host, args, environment, cwd, log_path, ready, pass_fds, port)
         try:
             yield server
         finally:
@@ -169,11 +171,12 @@ def _start(
     log_path: Path,
     ready: Callable[[Server], bool] | None = None,
     pass_fds: Sequence[int] = (),
+    fixed_port: int | None = None,
 ) -> Server:
     # The free port is released before the server binds it; another process may take it
     # in between, so a bind failure is retried on a new port.
     for attempt in range(_BIND_ATTEMPTS):
-        port = free_port()
+        port = fixed_port or free_port()
         command = [
             sys.executable,
             *("-m", "nexios", "run", app),

@@ -228,3 +228,27 @@ test("an exception in onMessage is reported but does not stop delivery", async (
   globalThis.queueMicrotask = queue;
   assert.deepEqual(errors, ["app bug"]);
 });
+
+test("a group without history yet (epoch \"\") takes the first epoch it sees without a resync", async () => {
+  const { sub, got, recovered } = setup();
+  await settle();
+  await env.server.accept({ groups: { room: { epoch: "", seq: 0, complete: true, recovered: 0 } } });
+  assert.equal(sub.epoch, null);
+  env.server.last.push(message("room", 1, 1, "first"));
+  env.server.last.push(message("room", 2, 2, "first"));
+  assert.deepEqual(got, [1, 2]);
+  assert.equal(sub.epoch, "first");
+  assert.deepEqual(recovered, []);
+  env.server.last.drop();
+  await env.clock.tick(env.clock.nextIn);
+  const connect = await env.server.accept();
+  assert.deepEqual(connect.groups, { room: { since: 2, epoch: "first" } });
+});
+
+test("a position without an epoch is sent without one (the server refuses an empty epoch)", async () => {
+  const { sub } = setup({ since: 0 });
+  await settle();
+  const connect = await env.server.accept({ groups: { room: { epoch: "", seq: 0, complete: true, recovered: 0 } } });
+  assert.deepEqual(connect.groups, { room: { since: 0 } });
+  assert.equal(sub.seq, 0);
+});
