@@ -118,6 +118,9 @@ def test_the_url_scheme_picks_the_cluster_layer_and_its_history() -> None:
     assert isinstance(history_from_url("rediss+cluster://10.0.0.1:7000"), RedisHistoryStore)
     settings = ChannelSettings.resolve(SettingsOverrides(), {"NEXIOS_CHANNELS_URL": url})
     assert isinstance(settings.build_layer(), RedisClusterLayer)
+    in_code = ChannelSettings.resolve(SettingsOverrides(channels_url=url), {})
+    assert isinstance(in_code.build_layer(), RedisClusterLayer)
+    assert isinstance(in_code.build_history(in_code.build_layer()), RedisHistoryStore)
     assert isinstance(layer_from_url("redis://127.0.0.1:6379/0"), RedisLayer)
     assert not isinstance(layer_from_url("redis://127.0.0.1:6379/0"), RedisClusterLayer)
 
