@@ -22,6 +22,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from nexios.exceptions import ConfigurationError
+from nexios.wire import default_http_protocol, default_ws_protocol
+from nexios.wire.settings import ENV as WIRE_ENV
+from nexios.wire.settings import parse_setting
+
 __all__ = [
     "DEFAULT_WS_MAX_SIZE",
     "RedactCredentialsFilter",
@@ -29,6 +34,7 @@ __all__ = [
     "log_config",
     "main",
     "server_options",
+    "wire_environment",
     "workers_warning",
 ]
 
@@ -73,18 +79,75 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ws",
         default="auto",
-        help="WebSocket implementation: auto (nexios's frame-once protocol when available), "
-        "websockets-sansio, websockets, wsproto",
+        help="WebSocket implementation: auto (picows's compiled wire, else the hardened "
+        "sans-I/O one), nexios.server:PicowsWebSocketProtocol, "
+        "nexios.server:NexiosWebSocketProtocol, websockets-sansio, websockets, wsproto",
+    )
+    run.add_argument(
+        "--http",
+        default="auto",
+        help="HTTP implementation: auto (httptools with a handshake timeout and caps, "
+        "nexios.server:GuardedHttpToolsProtocol), httptools, h11",
     )
     run.add_argument("--channels-url", default=None, help="sets NEXIOS_CHANNELS_URL")
+    _add_wire_limits(run)
     return parser
+
+
+# ---------------------------------------------------------------------- wire limits
+# Limits of nexios's protocol classes (nexios.wire.settings). uvicorn's Config has no room
+# for them and --workers/--reload start new processes, so they travel as NEXIOS_* variables.
+
+_WIRE_FLAGS = {
+    "handshake_timeout": "seconds a request head may take to arrive (408 after; default 10)",
+    "max_request_line": "longest request line, in bytes (414 above; default 8192)",
+    "max_header_bytes": "largest request head, in bytes (431 above; default 16384)",
+    "max_connections": "connections per process (default: the open-file limit minus a reserve)",
+    "ws_max_fragments": "frames per WebSocket message (close 1009 above; default "
+    "ws-max-size / 64, at least 1024)",
+    "ws_max_control_frames": "pings/pongs a client may send per second (close 1008 above; "
+    "default 50)",
+}
+
+
+def _add_wire_limits(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("wire limits (0 or off disables one)")
+    for name, text in _WIRE_FLAGS.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"), default=None, type=_wire_value(name), help=text
+        )
+
+
+def _wire_value(flag: str) -> Any:
+    field = flag.removeprefix("ws_")
+
+    def check(text: str) -> str:
+        try:
+            parse_setting(field, text)
+        except ConfigurationError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return check
+
+
+def wire_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ``NEXIOS_*`` variables for the wire limits given on the command line."""
+    return {
+        WIRE_ENV[flag.removeprefix("ws_")]: getattr(args, flag)
+        for flag in _WIRE_FLAGS
+        if getattr(args, flag, None) is not None
+    }
 
 
 def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """uvicorn.run keyword arguments for the parsed ``run`` command."""
     ws: Any = args.ws
     if ws == "auto":
-        ws = _default_ws_protocol()
+        ws = default_ws_protocol()
+    http: Any = args.http
+    if http == "auto":
+        http = default_http_protocol()
     return {
         "host": args.host,
         "port": args.port,
@@ -93,7 +156,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "log_config": log_config(args.log_level),
         "loop": "uvloop" if _has("uvloop") else "asyncio",
-        "http": "httptools" if _has("httptools") else "h11",
+        "http": http,
         "ws": ws,
         "ws_max_size": args.ws_max_size,
         "ws_ping_interval": args.ws_ping_interval,
@@ -163,14 +226,6 @@ def redact_query(path: str) -> str:
     return base + "?" + "&".join(f"{name}=<redacted>" for name in names)
 
 
-def _default_ws_protocol() -> Any:
-    try:
-        from nexios.server import frame_once_protocol_path
-    except ImportError:
-        return "websockets-sansio"
-    return frame_once_protocol_path() or "websockets-sansio"
-
-
 def workers_warning(workers: int, channels_url: str | None) -> str | None:
     """Several processes on the in-memory layer do not share groups: say so."""
     if workers > 1 and (channels_url or "memory://").startswith("memory:"):
@@ -191,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.channels_url:
             os.environ["NEXIOS_CHANNELS_URL"] = args.channels_url
+        os.environ.update(wire_environment(args))
         warning = workers_warning(args.workers, os.environ.get("NEXIOS_CHANNELS_URL"))
         if warning:
             print(warning, file=sys.stderr)
