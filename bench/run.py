@@ -52,14 +52,23 @@ UVICORN = [
     "--no-access-log",
 ]
 FRAME_ONCE = "nexios.server:NexiosWebSocketProtocol"
+PICOWS_WIRE = "nexios.server:PicowsWebSocketProtocol"
 
 
 @dataclass(frozen=True)
 class App:
+    """A benchmark row: ``target`` served by ``runner``.
+
+    ``uvicorn``: the shared uvicorn command line (``UVICORN``) with ``--ws ws``;
+    ``nexios-run``: ``python -m nexios run target`` with its defaults (``--log-level
+    warning`` aside); ``native``: ``python -m target --port N`` (no ASGI).
+    """
+
     name: str
     target: str
     ws: str = "websockets-sansio"
     env: dict[str, str] = field(default_factory=dict)
+    runner: str = "uvicorn"
 
 
 APPS = [
@@ -67,7 +76,13 @@ APPS = [
     App("starlette", "bench.app_starlette:app"),
     App("nexios", "bench.app_nexios:app"),
     App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE),
+    App("raw-picows", "bench.app_raw:app", ws=PICOWS_WIRE),
+    App("nexios-picows", "bench.app_nexios:app", ws=PICOWS_WIRE),
+    App("nexios-run", "bench.app_nexios:app", runner="nexios-run"),
+    App("picows-native", "bench.app_picows", runner="native"),
 ]
+DEFAULT_APPS = ("raw", "starlette", "nexios", "nexios-frame-once", "nexios-picows")
+"""Rows run unless ``--apps`` names others."""
 
 
 def redis_apps(url: str) -> list[App]:
@@ -76,6 +91,7 @@ def redis_apps(url: str) -> list[App]:
         App("starlette+broadcaster", "bench.app_starlette:app", env={"BENCH_BROADCAST_URL": url}),
         App("nexios", "bench.app_nexios:app", env=nexios_env),
         App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE, env=nexios_env),
+        App("nexios-picows", "bench.app_nexios:app", ws=PICOWS_WIRE, env=nexios_env),
     ]
 
 
@@ -216,11 +232,7 @@ class Server:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.log = logs / f"{app.name}-{self.port}.log"
-        command = ["taskset", "-c", SERVER_CORE, PYTHON, "-m", "uvicorn", app.target]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), *UVICORN]
-        if app.ws != "websockets-sansio":
-            command[command.index("websockets-sansio")] = app.ws
-        self.command = command
+        self.command = command = server_command(app, self.port)
         env = {**os.environ, **app.env, "PYTHONUNBUFFERED": "1"}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
@@ -244,6 +256,19 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def server_command(app: App, port: int) -> list[str]:
+    pinned = ["taskset", "-c", SERVER_CORE, PYTHON, "-m"]
+    if app.runner == "native":
+        return [*pinned, app.target, "--port", str(port)]
+    if app.runner == "nexios-run":
+        return [*pinned, "nexios", "run", app.target, "--port", str(port), "--log-level", "warning"]
+    command = [*pinned, "uvicorn", app.target, "--host", "127.0.0.1", "--port", str(port)]
+    command += UVICORN
+    if app.ws != "websockets-sansio":
+        command[command.index("websockets-sansio")] = app.ws
+    return command
 
 
 @contextlib.contextmanager
@@ -526,7 +551,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SCENARIO_GROUPS),
         help="comma list of " + ", ".join(SCENARIO_GROUPS),
     )
-    parser.add_argument("--apps", default=None, help="comma list of app rows (default: all)")
+    parser.add_argument(
+        "--apps",
+        default=None,
+        help="comma list of rows: " + ", ".join(app.name for app in APPS)
+        + " (default: " + ", ".join(DEFAULT_APPS) + ")",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -543,7 +573,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown --only group(s) {sorted(unknown)}; choose from {SCENARIO_GROUPS}")
     global QUIET_WAIT
     QUIET_WAIT = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 5.0)
-    apps = [app for app in APPS if args.apps is None or app.name in args.apps.split(",")]
+    wanted = DEFAULT_APPS if args.apps is None else tuple(args.apps.split(","))
+    if unknown_apps := set(wanted) - {app.name for app in APPS}:
+        parser.error(f"unknown --apps row(s) {sorted(unknown_apps)}")
+    apps = [app for app in APPS if app.name in wanted]
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

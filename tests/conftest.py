@@ -11,6 +11,7 @@ def anyio_backend() -> str:
 
 
 from tests.support.redis import redis_server, redis_url  # noqa: E402, F401
+from tests.support.server import pytest_pycollect_makemodule, server_wire  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
