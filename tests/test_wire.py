@@ -279,9 +279,18 @@ async def test_invalid_utf8_floods_log_one_line(
 
 
 async def test_message_over_max_size_is_1009_single_or_fragmented(wire: str) -> None:
-    async with serve_app(echo_app, wire=wire, ws_max_size=1000) as url:
+    sizes: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            sizes.append(len(message["bytes"]))
+            await send(message | {"type": "websocket.send"})
+
+    async with serve_app(app, wire=wire, ws_max_size=1000) as url:
         reader, writer = await open_stream(_port(url))
-        writer.write(client_frame(BINARY, b"x" * 1001))
+        writer.write(client_frame(BINARY, b"x" * 5000))
         assert await _closed_with(reader) == 1009
         writer.close()
         reader, writer = await open_stream(_port(url))
@@ -292,6 +301,7 @@ async def test_message_over_max_size_is_1009_single_or_fragmented(wire: str) -> 
         async with connect(url) as ws:  # the limit itself passes
             await ws.send(b"y" * 1000)
             assert await ws.recv() == b"y" * 1000
+    assert sizes == [1000]  # nothing over the limit reached the app
 
 
 async def test_too_many_fragments_is_1009(wire: str, monkeypatch: pytest.MonkeyPatch) -> None:

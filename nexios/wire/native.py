@@ -107,6 +107,7 @@ _CLOSE_TIMEOUT = 10.0  # seconds a closing handshake may take before the socket 
 _EARLY_DATA_LIMIT = 64 * 1024  # bytes a client may send before its handshake is answered
 _READ_LIMIT = 64 * 1024  # bytes per read (see _BoundedReads)
 _CODE = struct.Struct("!H")
+_PICOWS_PARSER_ERROR = "WS parser error: %s, initiate disconnect"  # picows 2.3's wording
 
 logger = logging.getLogger("uvicorn.error")  # uvicorn's own lines: same logger, same filters
 
@@ -149,6 +150,15 @@ class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
             return
         if kwargs.get("exc_info"):
             self.logger.log(level, msg, *args, **kwargs)  # a bug, not a client: keep it all
+            return
+        if msg == _PICOWS_PARSER_ERROR and args and len(args[0]) == 2:
+            code, reason = args[0]  # a client broke the protocol (or --ws-max-size)
+            self.guard.log.warning(
+                f"close{int(code)}",
+                "WebSocket from a client: %s; closing with %d",
+                reason,
+                int(code),
+            )
             return
         self.guard.log.warning("picows", "WebSocket: " + str(msg), *args)
 
@@ -584,10 +594,13 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
-        if self._state != _OPEN:
-            if msg_type is _CLOSE:
+        if self._state != _OPEN or transport.is_close_frame_sent:
+            # After our close frame the peer's data is discarded. picows sends its own
+            # close on a protocol error (e.g. a frame over --ws-max-size) and may still
+            # complete that frame: it must not reach the app.
+            if msg_type is _CLOSE and self._state != _OPEN:
                 self._on_close_frame(frame)
-            return  # after our close frame: the peer's data is discarded
+            return
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self._fail(1002, "reserved bits set without an extension")
             return
