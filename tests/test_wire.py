@@ -263,6 +263,17 @@ async def test_protocol_errors_close_with_the_right_code(
     assert all(message["type"] != "websocket.receive" for message in seen)
 
 
+@pytest.mark.parametrize(
+    "after", [client_frame(CLOSE), client_frame(TEXT, b"late"), client_frame(PING)]
+)
+async def test_frames_after_a_close_in_the_same_read_are_ignored(wire: str, after: bytes) -> None:
+    async with serve_app(echo_app, wire=wire) as url:
+        reader, writer = await open_stream(_port(url))
+        writer.write(client_frame(CLOSE, close_payload(4000, "bye")) + after)
+        assert await _closed_with(reader) == 4000  # the close is answered, not a 1002
+        writer.close()
+
+
 async def test_invalid_utf8_floods_log_one_line(
     wire: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -48,6 +48,7 @@ from weakref import WeakKeyDictionary
 
 from picows import (
     WSAutoPingStrategy,
+    WSCloseCode,
     WSFrame,
     WSListener,
     WSMsgType,
@@ -74,7 +75,6 @@ from nexios.wire.guards import (
     CONTROL_CLOSE_CODE,
     FRAGMENTS_CLOSE_CODE,
     KEEPALIVE_CLOSE_CODE,
-    ServerGuard,
     control_frame_allowed,
     guard_for,
     peer,
@@ -110,6 +110,7 @@ _CODE = struct.Struct("!H")
 _PICOWS_PARSER_ERROR = "WS parser error: %s, initiate disconnect"  # picows 2.3's wording
 
 logger = logging.getLogger("uvicorn.error")  # uvicorn's own lines: same logger, same filters
+_wire_logger = logging.getLogger("nexios.wire")
 
 
 class _BoundedReads(WSProtocol):  # type: ignore[misc]
@@ -133,34 +134,50 @@ def _valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
-class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """picows's logger: its per-connection info lines dropped, client-caused errors
-    throttled (one line per 10 s per kind), and no per-connection child logger (picows
-    makes one for a ``logging.Logger``, not for an adapter)."""
+class _ConnectionLog:
+    """picows's logger for one connection.
 
-    def __init__(self, guard: ServerGuard) -> None:
-        super().__init__(logging.getLogger("nexios.wire"), {})
-        self.guard = guard
+    picows reports a protocol error it finds (a frame over ``--ws-max-size``, a bad
+    length, a second close frame...) only through its logger, just before it sends its
+    own close frame: this object passes that to the connection, which closes with the
+    right code and logs one throttled line with the client's address. picows's
+    per-connection info lines are dropped. (picows would also make a child
+    ``logging.Logger`` per connection, never freed, for a ``logging.Logger``.)
+    """
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: PicowsWebSocketProtocol | None) -> None:
+        self.wire = wire
 
     def isEnabledFor(self, level: int) -> bool:
-        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+        return level >= logging.WARNING and _wire_logger.isEnabledFor(level)
+
+    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    info = debug
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.WARNING, msg, *args, **kwargs)
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.ERROR, msg, *args, **kwargs)
+
+    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=True, **kwargs)
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if level < logging.WARNING:
             return
-        if kwargs.get("exc_info"):
-            self.logger.log(level, msg, *args, **kwargs)  # a bug, not a client: keep it all
-            return
-        if msg == _PICOWS_PARSER_ERROR and args and len(args[0]) == 2:
-            code, reason = args[0]  # a client broke the protocol (or --ws-max-size)
-            self.guard.log.warning(
-                f"close{int(code)}",
-                "WebSocket from a client: %s; closing with %d",
-                reason,
-                int(code),
-            )
-            return
-        self.guard.log.warning("picows", "WebSocket: " + str(msg), *args)
+        wire = self.wire
+        if kwargs.get("exc_info") or wire is None:
+            _wire_logger.log(level, msg, *args, **kwargs)  # a bug, not a client: keep it all
+        elif msg == _PICOWS_PARSER_ERROR and args and len(args[0]) == 2:
+            code, reason = args[0]
+            wire.refused_by_picows(int(code), str(reason))
+        else:
+            wire.throttled_log("picows", "WebSocket from %s: " + str(msg), *args)
 
 
 class _Server:
@@ -174,7 +191,6 @@ class _Server:
         "guard",
         "loop",
         "max_size",
-        "picows_log",
         "root_path",
         "state",
         "tasks",
@@ -191,7 +207,6 @@ class _Server:
         self.asgi_version: str = config.asgi_version
         self.max_size: int = config.ws_max_size
         self.guard = guard_for(config, server_state)
-        self.picows_log = _PicowsLog(self.guard)
 
 
 _servers: WeakKeyDictionary[Any, _Server] = WeakKeyDictionary()
@@ -241,6 +256,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         "_disconnect",
         "_drain",
         "_fragments",
+        "_log",
         "_paused",
         "_pending_ping",
         "_pre",
@@ -279,6 +295,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         self._fragments: _Fragments | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self._pending_ping = False
+        self._log: _ConnectionLog | None = None
         self._app_closed = False
         self.control_window = 0.0
         self.control_count = 0
@@ -530,7 +547,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
             None,  # path (client side only)
             False,  # server side
             listener_factory,
-            server.picows_log,
+            self._connection_log(),
             True,  # an exception in our callbacks closes 1011 rather than leaving it open
             None,  # handshake timeout: the HTTP layer's
             False,  # auto ping: the server guard's sweep does it
@@ -556,6 +573,10 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         if self._paused & _PAUSED_FOR_APP and not self._queue:
             self._resume_reading(_PAUSED_FOR_APP)
         server.guard.keepalive_started()
+
+    def _connection_log(self) -> _ConnectionLog:
+        log = self._log = _ConnectionLog(self)
+        return log
 
     def _app_done(self, task: asyncio.Task[None]) -> None:
         self._server.tasks.discard(task)
@@ -738,22 +759,15 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
                 self._fail(1002, f"invalid close code {code}")
                 return
             reason = payload[2:].decode()  # picows checked it is UTF-8
-        if self._state == _OPEN:  # the peer closes: answer with the same payload, then go
+        if self._state == _OPEN:  # the peer closes: answer with its code, then go
             self._state = _CLOSING
-            self._write_frame(_CLOSE, payload)
+            self._send_close(code, reason)
             self._deliver_disconnect(code, reason)
         self._close_transport()
 
     def _fail(self, code: int, reason: str) -> None:
         """The peer broke the protocol or a limit: close with ``code``, log once."""
-        client = self.scope.get("client")
-        self._server.guard.log.warning(
-            f"close{code}",
-            "WebSocket from %s: %s; closing with %d",
-            peer(client),
-            reason,
-            code,
-        )
+        self.throttled_log(f"close{code}", "WebSocket from %s: %s; closing with %d", reason, code)
         self._fragments = None
         if self._state == _OPEN:
             self._close(code, reason[:120], initiated=False)
@@ -763,13 +777,48 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
     def _close(self, code: int, reason: str, *, initiated: bool) -> None:
         """Send a close frame; with ``initiated``, wait (bounded) for the peer's answer."""
         self._state = _CLOSING
-        self._write_frame(_CLOSE, b"" if code == 1005 else _CODE.pack(code) + reason.encode())
+        self._send_close(code, reason)
         if self._paused & _PAUSED_FOR_APP:
             self._resume_reading(_PAUSED_FOR_APP)  # to see the peer's close frame
         if initiated:
             self._close_timer = self._server.loop.call_later(_CLOSE_TIMEOUT, self._close_transport)
         else:
             self._close_transport()
+
+    def _send_close(self, code: int, reason: str) -> None:
+        """Our close frame, through picows, which then sends nothing more (its own close
+        on a protocol error included). 1005 (the peer's close had no code) is answered
+        with 1000: a close frame may not carry 1005."""
+        ws = self._ws
+        if ws is not None and not self.transport.is_closing() and not ws.is_close_frame_sent:
+            ws.send_close(WSCloseCode(1000 if code == 1005 else code), reason.encode()[:123])
+
+    def refused_by_picows(self, code: int, reason: str) -> None:
+        """picows found a protocol error and is about to close with ``code``."""
+        ws = self._ws
+        if self._state != _OPEN or ws is None:
+            return
+        handshake = ws.close_handshake
+        first = handshake.recv if handshake is not None else None
+        if first is not None:
+            # A close frame, then more frames in the same read (picows parses one frame
+            # ahead): the peer closed cleanly; answer that close, ignore the rest.
+            self._state = _CLOSING
+            code, reason = first.code.value or 1005, first.reason or ""
+            self._send_close(code, reason)
+            self._deliver_disconnect(code, reason)
+        else:
+            self.throttled_log(
+                f"close{code}", "WebSocket from %s: %s; closing with %d", reason, code
+            )
+            self._state = _CLOSING
+            self._deliver_disconnect(code, reason)
+        # picows closes the transport right after; a peer that doesn't read is dropped.
+        self._close_timer = self._server.loop.call_later(_CLOSE_TIMEOUT, self.transport.abort)
+
+    def throttled_log(self, kind: str, message: str, *args: Any) -> None:
+        """One line per 10 s per ``kind``; the client's address is the first argument."""
+        self._server.guard.log.warning(kind, message, peer(self.scope.get("client")), *args)
 
     def _write_frame(self, msg_type: WSMsgType, payload: bytes) -> None:
         ws = self._ws
@@ -793,6 +842,8 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         """The transport is gone: tell the app (once), free waiters and timers."""
         self._state = _CLOSED
         self._server.connections.discard(self)
+        if self._log is not None:
+            self._log.wire = None  # picows keeps its logger: no cycle back to us
         timer = self._close_timer
         if timer is not None:
             timer.cancel()
