@@ -9,7 +9,6 @@ echo (``/json`` decodes and re-encodes with stdlib ``json``, like the raw ASGI a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 
 import uvloop

@@ -34,17 +34,14 @@ import json
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import connect
-
 from bench.run import PAGE, free_port, wait_port
-from tests.support.raw_socket import CONTINUATION, PING, TEXT, client_frame, handshake_request
+from tests.support.attacks import endless_header, healthy_connect, run_flood, slow_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {
@@ -89,183 +86,14 @@ class Server:
             self.process.wait()
 
 
-# ---------------------------------------------------------------------- floods
-
-
-async def healthy_client(url: str, stop: asyncio.Event, rtts: list[float], lost: list[int]) -> None:
-    try:
-        async with connect(url + "/echo", ping_interval=None) as ws:
-            n = 0
-            while not stop.is_set():
-                sent = time.perf_counter()
-                await ws.send(f"healthy {n}")
-                try:
-                    reply = await asyncio.wait_for(ws.recv(), 10)
-                except TimeoutError:
-                    lost[0] += 1
-                    continue
-                rtts.append(time.perf_counter() - sent)
-                assert reply == f"healthy {n}", reply
-                n += 1
-                await asyncio.sleep(0.05)
-    except Exception:
-        lost[0] += 1_000_000  # a healthy client was disconnected: report it loudly
-
-
-async def _close_code(reader: asyncio.StreamReader) -> str:
-    """How the server ended the attacker's connection: its close code, or how else."""
-    try:
-        head = await reader.readexactly(4)
-    except (asyncio.IncompleteReadError, ConnectionError, OSError):
-        return "reset/eof"
-    return str(int.from_bytes(head[2:4], "big")) if head[0] == 0x88 else "data"
-
-
-async def continuation_flood(port: int, stop: asyncio.Event, ends: dict[str, int]) -> int:
-    """A text frame without FIN, then empty continuation frames, reconnecting when closed."""
-    empty = client_frame(CONTINUATION, b"", fin=False) * 4096
-    sent = 0
-    while not stop.is_set():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(handshake_request(port, "/echo"))
-        await reader.readuntil(b"\r\n\r\n")
-        ended = asyncio.create_task(_close_code(reader))
-        writer.write(client_frame(TEXT, b"", fin=False))
-        try:
-            while not stop.is_set() and not ended.done():
-                writer.write(empty)
-                sent += 4096
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        if stop.is_set() and not ended.done():
-            ended.cancel()
-            how = "probe ended"
-        else:
-            how = await ended
-        writer.transport.abort()
-        ends[how] = ends.get(how, 0) + 1
-    return sent
-
-
-async def ping_flood(port: int, stop: asyncio.Event, ends: dict[str, int]) -> int:
-    burst = client_frame(PING, b"p" * 125) * 1000
-    sent = 0
-    while not stop.is_set():
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(handshake_request(port, "/echo"))
-        await reader.readuntil(b"\r\n\r\n")
-        writer.transport.pause_reading()  # never read the pongs
-        writer.transport.set_write_buffer_limits(high=8 * 1024 * 1024)
-        closed = False
-        try:
-            while not stop.is_set():
-                writer.write(burst)
-                sent += 1000
-                await asyncio.wait_for(writer.drain(), 0.5)
-        except TimeoutError:
-            ends["stalled (server stopped reading)"] = ends.get("stalled", 0) + 1
-            await stop.wait()
-        except (ConnectionError, OSError):
-            closed = True
-        if closed:
-            ends["closed"] = ends.get("closed", 0) + 1
-        writer.transport.abort()
-    return sent
-
-
 async def flood_probe(config: str, kind: str, seconds: float, healthy: int) -> dict[str, Any]:
     server = Server(CONFIGS[config])
     try:
-        stop = asyncio.Event()
-        rtts: list[float] = []
-        lost = [0]
-        clients = [
-            asyncio.create_task(healthy_client(server.url, stop, rtts, lost))
-            for _ in range(healthy)
-        ]
-        await asyncio.sleep(1.0)
-        base_rss = rss(server.process.pid)
-        rtts.clear()
-        ends: dict[str, int] = {}
-        attack = continuation_flood if kind == "continuation" else ping_flood
-        attacker = asyncio.create_task(attack(server.port, stop, ends))
-        peak = base_rss
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            peak = max(peak, rss(server.process.pid))
-        stop.set()
-        frames = await attacker
-        await asyncio.gather(*clients)
-        rtts.sort()
-        return {
-            "config": config,
-            "flood": kind,
-            "seconds": seconds,
-            "attack_frames": frames,
-            "attacker_connections": ends,
-            "healthy_round_trips": len(rtts),
-            "healthy_lost": lost[0],
-            "p50_ms": round(statistics.median(rtts) * 1e3, 2) if rtts else None,
-            "p99_ms": round(rtts[int(len(rtts) * 0.99)] * 1e3, 2) if rtts else None,
-            "max_ms": round(rtts[-1] * 1e3, 2) if rtts else None,
-            "rss_before_mib": round(base_rss / 2**20, 1),
-            "rss_peak_mib": round(peak / 2**20, 1),
-        }
+        pid = server.process.pid
+        result = await run_flood(server.port, kind, seconds, healthy, lambda: rss(pid))
+        return {"config": config, **result}
     finally:
         server.stop()
-
-
-# ---------------------------------------------------------------------- slowloris
-
-
-async def slow_socket(port: int, stop: asyncio.Event, closed: list[float], began: float) -> None:
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return
-    head = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 10_000
-    try:
-        for byte in head:
-            if stop.is_set():
-                break
-            writer.write(bytes([byte]))
-            try:
-                await asyncio.wait_for(reader.read(1), 1.0)
-                closed.append(time.monotonic() - began)  # answered or closed by the server
-                break
-            except TimeoutError:
-                continue
-    except (ConnectionError, OSError):
-        closed.append(time.monotonic() - began)
-    writer.transport.abort()
-
-
-async def healthy_connect(url: str) -> bool:
-    try:
-        async with asyncio.timeout(5):
-            async with connect(url + "/echo") as ws:
-                await ws.send("hi")
-                return await ws.recv() == "hi"
-    except Exception:
-        return False
-
-
-async def endless_header(port: int, seconds: float) -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Endless: ")
-    sent = 0
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline and not reader.at_eof():
-            writer.write(b"v" * 65536)
-            sent += 65536
-            await asyncio.wait_for(writer.drain(), 1)
-    except (TimeoutError, ConnectionError, OSError):
-        pass
-    writer.transport.abort()
-    return sent
 
 
 async def slowloris_probe(config: str, sockets: int, fd_limit: int) -> dict[str, Any]:
@@ -290,7 +118,7 @@ async def slowloris_probe(config: str, sockets: int, fd_limit: int) -> dict[str,
         while not endless.done():
             await asyncio.sleep(0.1)
             peak = max(peak, rss(server.process.pid))
-        sent = await endless
+        sent, status = await endless
         return {
             "config": config,
             "fd_limit": fd_limit,
@@ -299,6 +127,7 @@ async def slowloris_probe(config: str, sockets: int, fd_limit: int) -> dict[str,
             "healthy_connects": len(results),
             "slow_closed_by_server_within_15s": closed_in_15,
             "endless_header_sent_mib": round(sent / 2**20, 1),
+            "endless_header_answer": status,
             "endless_header_rss_growth_mib": round((peak - base) / 2**20, 1),
         }
     finally:

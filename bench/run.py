@@ -554,8 +554,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--apps",
         default=None,
-        help="comma list of rows: " + ", ".join(app.name for app in APPS)
-        + " (default: " + ", ".join(DEFAULT_APPS) + ")",
+        help="comma list of rows: "
+        + ", ".join(app.name for app in APPS)
+        + " (default: "
+        + ", ".join(DEFAULT_APPS)
+        + ")",
     )
     parser.add_argument(
         "--quiet-wait",

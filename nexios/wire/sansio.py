@@ -49,6 +49,8 @@ from nexios.wire.guards import (
 
 __all__ = ["FrameSink", "NexiosWebSocketProtocol"]
 
+_SLICE = 4 * 1024  # bytes parsed per event-loop iteration (see _parse_slices)
+
 
 class FrameSink:
     """Writes pre-built frames straight to one connection's transport.
@@ -136,12 +138,54 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         self.guard = guard_for(config, server_state)
         self.writable_callback: Callable[[], None] | None = None
         self.reading_held = False  # paused while the write buffer is over its high-water mark
+        self.unparsed: bytearray | None = None  # read but held back while reading is paused
+        self.slicing = False  # the next slice of `unparsed` is scheduled
         self.control_window = 0.0
         self.control_count = 0
 
     # ------------------------------------------------------------------ handshake
 
     def data_received(self, data: bytes) -> None:
+        if len(data) <= _SLICE and self.unparsed is None:
+            self._parse(data)
+        elif self.unparsed is not None:  # read before the pause took effect: keep it
+            self.unparsed += data
+        else:
+            self._parse_slices(memoryview(data))
+
+    def _parse_slices(self, view: memoryview) -> None:
+        """Parse a large read one slice per event-loop iteration, holding the rest.
+
+        websockets parses a whole read before uvicorn sees a message (64-256 KiB: tens
+        of thousands of tiny frames from a flood). A slice at a time, with reading
+        paused meanwhile, other connections are served in between, and a flood is
+        closed or held back (while the app catches up) after one slice, not all of it.
+        """
+        self._parse(bytes(view[:_SLICE]))
+        rest = view[_SLICE:]
+        if not rest or self.close_sent or self.transport.is_closing():
+            return
+        self.unparsed = bytearray(rest)
+        self.transport.pause_reading()
+        self._schedule_rest()
+
+    def _schedule_rest(self) -> None:
+        if not self.slicing and not self.read_paused and not self.reading_held:
+            self.slicing = True
+            self.loop.call_soon(self._parse_rest)
+
+    def _parse_rest(self) -> None:
+        self.slicing = False
+        unparsed = self.unparsed
+        if unparsed is None or self.read_paused or self.reading_held:
+            return  # the resume that unpauses reading calls again
+        self.unparsed = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        self._parse_slices(memoryview(unparsed))
+        self._resume_reading()
+
+    def _parse(self, data: bytes) -> None:
         super().data_received(data)
         if not self.handshake_initiated and not self.close_sent:
             refusal = self.conn.data_to_send()  # 414/431 written by websockets' parser
@@ -150,6 +194,13 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handshake_complete = True
                 self.transport.write(b"".join(refusal))
                 self.transport.close()
+
+    def _resume_reading(self) -> None:
+        """Read again — after what was held back is parsed — unless paused for a reason."""
+        if self.unparsed is not None:
+            self._schedule_rest()
+        elif not self.read_paused and not self.reading_held and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -233,8 +284,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         message = await self.queue.get()
         if self.read_paused and self.queue.empty():
             self.read_paused = False
-            if not self.reading_held:
-                self.transport.resume_reading()
+            self._resume_reading()
         return message
 
     def pause_writing(self) -> None:
@@ -248,8 +298,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         super().resume_writing()
         if self.reading_held:
             self.reading_held = False
-            if not self.read_paused and not self.transport.is_closing():
-                self.transport.resume_reading()
+            self._resume_reading()
         self.writable_now(self.writable_callback)
 
     def writable_now(self, callback: Callable[[], None] | None) -> None:
