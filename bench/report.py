@@ -20,11 +20,18 @@ APP_ORDER = [
     "starlette",
     "nexios",
     "nexios-frame-once",
+    "nexios-picows",
+    "nexios-run",
+    "nexios-run-sansio",
+    "raw-picows",
+    "picows-native",
     "starlette+broadcaster",
     "set",
     "async-set",
 ]
-NEXIOS_ROWS = ("nexios", "nexios-frame-once")
+NEXIOS_ROWS = ("nexios", "nexios-frame-once", "nexios-picows")
+WIRE = "nexios-picows"
+"""The row of ``nexios run``'s default wire (picows's compiled parser)."""
 
 
 DISTURBED = (0.15, 0.30)
@@ -307,6 +314,7 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
                 2048,
                 at_most=True,
             )
+    wire_targets(scenarios, check)
     joins = by_kind(scenarios, "joinleave")
     if joins:
         small, large = joins[0][1], joins[-1][1]
@@ -330,6 +338,39 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
     return lines
 
 
+def wire_targets(scenarios: dict[str, Any], check: Any) -> None:
+    """The targets of the compiled wire (issue 17), when its row was measured."""
+    entry = scenarios.get("echo_50")
+    if entry is not None and WIRE in entry["apps"]:
+        check(
+            f"echo 50 conns, {WIRE} ≥ 2x raw (messages/s)",
+            med(entry, WIRE, "rate") / med(entry, "raw", "rate"),
+            2.0,
+        )
+        check(
+            f"echo 50 conns, same in server CPU per message: raw µs ÷ {WIRE} µs ≥ 2",
+            cost_us(entry, "raw") / cost_us(entry, WIRE),
+            2.0,
+        )
+        check(f"echo 50 conns, {WIRE} server µs/msg ≤ 25", cost_us(entry, WIRE), 25, at_most=True)
+    for members in (1000, 5000):
+        entry = scenarios.get(f"fanout_{members}")
+        if entry is not None and WIRE in entry["apps"]:
+            check(
+                f"fan-out {members:,}, {WIRE} ≥ nexios-frame-once (today's frame-once)",
+                med(entry, WIRE, "rate") / med(entry, "nexios-frame-once", "rate"),
+                1.0,
+            )
+    for _, entry in by_kind(scenarios, "memory"):
+        if WIRE in entry["apps"]:
+            check(
+                f"idle memory {entry['conns']:,} conns, {WIRE} ≤ raw + 1 KiB (bytes over raw)",
+                med(entry, WIRE, "bytes_per_conn") - med(entry, "raw", "bytes_per_conn"),
+                1024,
+                at_most=True,
+            )
+
+
 # ---------------------------------------------------------------------- chart
 
 
@@ -351,6 +392,11 @@ def chart(scenarios: dict[str, Any], path: Path) -> None:
         "starlette": "#1f77b4",
         "nexios": "#ff7f0e",
         "nexios-frame-once": "#d62728",
+        "nexios-picows": "#2ca02c",
+        "nexios-run": "#e377c2",
+        "nexios-run-sansio": "#bcbd22",
+        "raw-picows": "#8c564b",
+        "picows-native": "#9467bd",
     }
     for axis, kinds, key, title, size_key in panels:
         entries = [entry for kind in kinds for _, entry in by_kind(scenarios, kind)]
@@ -435,8 +481,13 @@ def render(
         f"Python {meta['python']}; {versions}.",
         "- Every app runs under the same uvicorn command line, pinned to core 0: "
         f"`uvicorn <app> {' '.join(meta['uvicorn'])}`. The `nexios-frame-once` row "
-        f"replaces `--ws websockets-sansio` with `--ws {meta['frame_once_ws']}` "
-        "(what `nexios run` uses by default).",
+        f"replaces `--ws websockets-sansio` with `--ws {meta['frame_once_ws']}` (the "
+        "hardened sans-I/O wire, `nexios run`'s fallback), the `nexios-picows` row with "
+        "`--ws nexios.server:PicowsWebSocketProtocol` (picows's compiled frame parser, "
+        "`nexios run`'s default wire) and `raw-picows` runs the raw app on that wire. "
+        "`nexios-run` is `python -m nexios run bench.app_nexios:app` with its defaults "
+        "(`--log-level warning` aside); `picows-native` serves the same routes with picows "
+        "alone, no ASGI (`bench/app_picows.py`): the floor.",
         "- The client is one picows process on uvloop, pinned to core 1. Server and client "
         "CPU are read from `/proc/<pid>/stat` over the measured window: 100% is one core "
         "saturated. A server at ~100% with the client below it means the server is the limit. "

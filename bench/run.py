@@ -60,8 +60,8 @@ class App:
     """A benchmark row: ``target`` served by ``runner``.
 
     ``uvicorn``: the shared uvicorn command line (``UVICORN``) with ``--ws ws``;
-    ``nexios-run``: ``python -m nexios run target`` with its defaults (``--log-level
-    warning`` aside); ``native``: ``python -m target --port N`` (no ASGI).
+    ``nexios-run``: ``python -m nexios run target --ws ws`` with its other defaults
+    (``--log-level warning`` aside); ``native``: ``python -m target --port N`` (no ASGI).
     """
 
     name: str
@@ -78,7 +78,8 @@ APPS = [
     App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE),
     App("raw-picows", "bench.app_raw:app", ws=PICOWS_WIRE),
     App("nexios-picows", "bench.app_nexios:app", ws=PICOWS_WIRE),
-    App("nexios-run", "bench.app_nexios:app", runner="nexios-run"),
+    App("nexios-run", "bench.app_nexios:app", ws="auto", runner="nexios-run"),
+    App("nexios-run-sansio", "bench.app_nexios:app", ws=FRAME_ONCE, runner="nexios-run"),
     App("picows-native", "bench.app_picows", runner="native"),
 ]
 DEFAULT_APPS = ("raw", "starlette", "nexios", "nexios-frame-once", "nexios-picows")
@@ -263,7 +264,8 @@ def server_command(app: App, port: int) -> list[str]:
     if app.runner == "native":
         return [*pinned, app.target, "--port", str(port)]
     if app.runner == "nexios-run":
-        return [*pinned, "nexios", "run", app.target, "--port", str(port), "--log-level", "warning"]
+        command = [*pinned, "nexios", "run", app.target, "--port", str(port)]
+        return [*command, "--log-level", "warning", "--ws", app.ws]
     command = [*pinned, "uvicorn", app.target, "--host", "127.0.0.1", "--port", str(port)]
     command += UVICORN
     if app.ws != "websockets-sansio":
@@ -546,6 +548,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--rounds", type=int, default=None)
+    for name in ("echo_conns", "fanout_members", "memory_conns"):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            default=None,
+            help=f"comma list of sizes, instead of the plan's {name.replace('_', ' ')}",
+        )
     parser.add_argument(
         "--only",
         default=",".join(SCENARIO_GROUPS),
@@ -571,6 +579,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    for name in ("echo_conns", "fanout_members", "memory_conns"):
+        sizes = getattr(args, name)
+        if sizes:
+            plan = Plan(**{**plan.__dict__, name: tuple(int(size) for size in sizes.split(","))})
     groups = set(args.only.split(","))
     if unknown := groups - set(SCENARIO_GROUPS):
         parser.error(f"unknown --only group(s) {sorted(unknown)}; choose from {SCENARIO_GROUPS}")
