@@ -413,8 +413,10 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         queue = self._queue
         if queue:
             message = queue.popleft()
-            if not queue and self._paused & _PAUSED_FOR_APP:
-                self._resume_reading(_PAUSED_FOR_APP)
+            if not queue:
+                self._queue = None  # an idle connection keeps no deque (~600 bytes)
+                if self._paused & _PAUSED_FOR_APP:
+                    self._resume_reading(_PAUSED_FOR_APP)
             return message
         if self._disconnect is not None:
             return self._disconnect
@@ -428,6 +430,10 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
             await self._writable()
         state = self._state
         if state == _OPEN:
+            if self.transport.is_closing():
+                # picows writes with send(2) on the socket's descriptor: once the transport
+                # is closing that descriptor may already be closed, even reused.
+                raise ClientDisconnected()
             kind = message["type"]
             ws = self._ws
             assert ws is not None
@@ -929,6 +935,8 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection now, discarding the backlog; the app then sees a disconnect."""
+        if self._state == _OPEN:
+            self._state = _CLOSING
         self.transport.abort()
 
     @property
