@@ -261,7 +261,7 @@ def joinleave_table(scenarios: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------- targets
 
 
-def targets(scenarios: dict[str, Any]) -> list[str]:
+def targets(scenarios: dict[str, Any], *, wire_only: bool = False) -> list[str]:
     rows: list[tuple[str, str, bool | None]] = []
 
     def check(label: str, value: float, goal: float, *, at_most: bool = False) -> None:
@@ -271,6 +271,9 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
         met = value <= goal if at_most else value >= goal
         rows.append((label, f"{value:.2f}", met))
 
+    if wire_only:
+        wire_targets(scenarios, check)
+        return _target_lines(rows)
     for conns in (50, 500):
         entry = scenarios.get(f"echo_{conns}")
         for app in NEXIOS_ROWS:
@@ -331,6 +334,10 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
             1.2,
             at_most=True,
         )
+    return _target_lines(rows)
+
+
+def _target_lines(rows: list[tuple[str, str, bool | None]]) -> list[str]:
     lines = ["| target | measured | met |", "|---|--:|:-:|"]
     for label, value, met in rows:
         mark = "-" if met is None else ("yes" if met else "**no**")
@@ -578,6 +585,36 @@ def render(
     return "\n".join(out)
 
 
+def wire_section(path: Path) -> str:
+    """The compiled wire's own run (``--wire``): its rows side by side, its targets."""
+    metas, scenarios, source = load([[path]])
+    meta = metas[-1]
+    rows = sorted(
+        {app for entry in scenarios.values() for app in entry["apps"]},
+        key=lambda name: APP_ORDER.index(name) if name in APP_ORDER else 99,
+    )
+    out = [
+        "## The compiled wire (`nexios run`'s default)",
+        "",
+        f"One run of its own (`{path.name}`, started {meta['started']}, "
+        f"{meta['plan']['rounds']} interleaved rounds, {meta.get('seconds', '?')} s): "
+        f"`{_command(meta)}`. Rows: {', '.join(f'`{row}`' for row in rows)} (see *Setup*). "
+        "The machine was shared with other engineers' jobs during the run (see *other "
+        "load*): rates move with it, server CPU per message much less.",
+        "",
+        *targets(scenarios, wire_only=True),
+        "",
+        *echo_table(scenarios),
+        "",
+        *fanout_table(scenarios, "fanout", "raw"),
+        "",
+        *memory_table(scenarios),
+        "",
+    ]
+    del source
+    return "\n".join(out)
+
+
 def _groups(metas: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     groups: list[list[dict[str, Any]]] = []
     for meta in metas:
@@ -596,6 +633,9 @@ def main(argv: list[str] | None = None) -> int:
         help="result files; later ones replace scenarios of earlier ones; a+b pools samples",
     )
     parser.add_argument("--notes", type=Path, default=None, help="markdown to append")
+    parser.add_argument(
+        "--wire", type=Path, default=None, help="a run of the wire rows, shown in its own section"
+    )
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "benchmarks.png")
     args = parser.parse_args(argv)
@@ -603,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         [[Path(part) for part in arg.split("+")] for arg in args.results]
     )
     notes = args.notes.read_text() if args.notes else ""
+    if args.wire is not None:
+        notes = wire_section(args.wire) + "\n" + notes
     args.md.parent.mkdir(parents=True, exist_ok=True)
     chart(scenarios, args.png)
     args.md.write_text(render(metas, scenarios, source, notes))
