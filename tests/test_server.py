@@ -5,7 +5,9 @@ The wires themselves are tested under real uvicorn in ``tests/test_wire*.py``.
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError
+from typing import Any
 
 import pytest
 import websockets
@@ -88,6 +90,18 @@ def test_untested_or_missing_picows_falls_back_to_the_hardened_protocol(
     _installed(monkeypatch, picows=picows)
     assert default_ws_protocol() == "nexios.server:NexiosWebSocketProtocol"
     assert default_http_protocol() == "nexios.server:GuardedHttpToolsProtocol"
+
+
+def test_picows_that_does_not_load_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.import_module
+
+    def broken(name: str, package: str | None = None) -> Any:
+        if name.startswith("picows"):
+            raise ImportError("libpicows: cannot open shared object file")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert default_ws_protocol() == "nexios.server:NexiosWebSocketProtocol"
 
 
 @pytest.mark.parametrize("uvicorn", ["0.53.9", "0.55.0", "1.0.0"])

@@ -106,9 +106,18 @@ def default_ws_protocol() -> str:
     else uvicorn's ``websockets-sansio``."""
     if not tested("uvicorn", TESTED_UVICORN):
         return "websockets-sansio"
-    if tested("picows", TESTED_PICOWS) and importlib.util.find_spec("picows") is not None:
+    if tested("picows", TESTED_PICOWS) and _loads("picows.picows"):
         return PICOWS_PROTOCOL
     return SANSIO_PROTOCOL
+
+
+def _loads(module: str) -> bool:
+    """True if ``module`` imports (a compiled extension can be installed yet not load)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def default_http_protocol() -> str:
