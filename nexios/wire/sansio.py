@@ -148,8 +148,9 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
     def data_received(self, data: bytes) -> None:
         if len(data) <= _SLICE and self.unparsed is None:
             self._parse(data)
-        elif self.unparsed is not None:  # read before the pause took effect: keep it
+        elif self.unparsed is not None:  # parse in order, after what is held back
             self.unparsed += data
+            self._schedule_rest()
         else:
             self._parse_slices(memoryview(data))
 
@@ -163,7 +164,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         """
         self._parse(bytes(view[:_SLICE]))
         rest = view[_SLICE:]
-        if not rest or self.close_sent or self.transport.is_closing():
+        if not rest or self.transport.is_closing():
             return
         self.unparsed = bytearray(rest)
         self.transport.pause_reading()
@@ -180,7 +181,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         if unparsed is None or self.read_paused or self.reading_held:
             return  # the resume that unpauses reading calls again
         self.unparsed = None
-        if self.close_sent or self.transport.is_closing():
+        if self.transport.is_closing():
             return
         self._parse_slices(memoryview(unparsed))
         self._resume_reading()
