@@ -585,10 +585,10 @@ def render(
     return "\n".join(out)
 
 
-def wire_section(path: Path) -> str:
-    """The compiled wire's own run (``--wire``): its rows side by side, its targets."""
-    metas, scenarios, source = load([[path]])
-    meta = metas[-1]
+def wire_section(paths: list[Path]) -> str:
+    """The compiled wire's own runs (``--wire a.json+b.json``, samples pooled): its rows
+    side by side, its targets."""
+    metas, scenarios, source = load([paths])
     rows = sorted(
         {app for entry in scenarios.values() for app in entry["apps"]},
         key=lambda name: APP_ORDER.index(name) if name in APP_ORDER else 99,
@@ -596,10 +596,14 @@ def wire_section(path: Path) -> str:
     out = [
         "## The compiled wire (`nexios run`'s default)",
         "",
-        f"One run of its own (`{path.name}`, started {meta['started']}, "
-        f"{meta['plan']['rounds']} interleaved rounds, {meta.get('seconds', '?')} s): "
-        f"`{_command(meta)}`. Rows: {', '.join(f'`{row}`' for row in rows)} (see *Setup*). "
-        "The machine was shared with other engineers' jobs during the run (see *other "
+        "Runs of its own, samples pooled: "
+        + "; ".join(
+            f"`{meta['file']}` (started {meta['started']}, {meta['plan']['rounds']} "
+            f"interleaved rounds, {meta.get('seconds', '?')} s): `{_command(meta)}`"
+            for meta in metas
+        )
+        + f". Rows: {', '.join(f'`{row}`' for row in rows)} (see *Setup*). "
+        "The machine was shared with other engineers' jobs during the runs (see *other "
         "load*): rates move with it, server CPU per message much less.",
         "",
         *targets(scenarios, wire_only=True),
@@ -634,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--notes", type=Path, default=None, help="markdown to append")
     parser.add_argument(
-        "--wire", type=Path, default=None, help="a run of the wire rows, shown in its own section"
+        "--wire", default=None, help="runs of the wire rows (a.json+b.json), in their own section"
     )
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "benchmarks.png")
@@ -644,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     notes = args.notes.read_text() if args.notes else ""
     if args.wire is not None:
-        notes = wire_section(args.wire) + "\n" + notes
+        notes = wire_section([Path(part) for part in args.wire.split("+")]) + "\n" + notes
     args.md.parent.mkdir(parents=True, exist_ok=True)
     chart(scenarios, args.png)
     args.md.write_text(render(metas, scenarios, source, notes))

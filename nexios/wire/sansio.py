@@ -31,6 +31,7 @@ uvicorn ``>=0.54,<0.55``; outside that range ``nexios run`` uses uvicorn's own
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,8 @@ from nexios.wire.guards import (
 
 __all__ = ["FrameSink", "NexiosWebSocketProtocol"]
 
-_SLICE = 4 * 1024  # bytes parsed per event-loop iteration (see _parse_slices)
+_SLICE = 4 * 1024  # bytes parsed between two checks (see _parse_slices)
+_SLICE_TIME = 0.002  # seconds of parsing per connection and event-loop iteration
 
 
 class FrameSink:
@@ -138,7 +140,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         self.guard = guard_for(config, server_state)
         self.writable_callback: Callable[[], None] | None = None
         self.reading_held = False  # paused while the write buffer is over its high-water mark
-        self.unparsed: bytearray | None = None  # read but held back while reading is paused
+        self.unparsed: memoryview | None = None  # read but held back while reading is paused
         self.slicing = False  # the next slice of `unparsed` is scheduled
         self.control_window = 0.0
         self.control_count = 0
@@ -149,24 +151,30 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         if len(data) <= _SLICE and self.unparsed is None:
             self._parse(data)
         elif self.unparsed is not None:  # parse in order, after what is held back
-            self.unparsed += data
+            self.unparsed = memoryview(bytes(self.unparsed) + data)
             self._schedule_rest()
         else:
             self._parse_slices(memoryview(data))
 
     def _parse_slices(self, view: memoryview) -> None:
-        """Parse a large read one slice per event-loop iteration, holding the rest.
+        """Parse a large read in slices, for at most ``_SLICE_TIME`` per loop iteration.
 
         websockets parses a whole read before uvicorn sees a message (64-256 KiB: tens
-        of thousands of tiny frames from a flood). A slice at a time, with reading
-        paused meanwhile, other connections are served in between, and a flood is
-        closed or held back (while the app catches up) after one slice, not all of it.
+        of thousands of tiny frames from a flood). Slice by slice, the rest is held back
+        (reading paused) when the time is up, the app must catch up or the write buffer
+        is full: other connections are served in between, and a flood is closed after a
+        slice rather than after the whole read. Big frames parse fast and still go
+        through in one iteration.
         """
-        self._parse(bytes(view[:_SLICE]))
-        rest = view[_SLICE:]
-        if not rest or self.transport.is_closing():
-            return
-        self.unparsed = bytearray(rest)
+        deadline = time.perf_counter() + _SLICE_TIME
+        while True:
+            self._parse(bytes(view[:_SLICE]))
+            view = view[_SLICE:]  # a view: the rest is not copied
+            if not view or self.transport.is_closing():
+                return
+            if self.read_paused or self.reading_held or time.perf_counter() > deadline:
+                break
+        self.unparsed = view
         self.transport.pause_reading()
         self._schedule_rest()
 
@@ -183,7 +191,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
         self.unparsed = None
         if self.transport.is_closing():
             return
-        self._parse_slices(memoryview(unparsed))
+        self._parse_slices(unparsed)
         self._resume_reading()
 
     def _parse(self, data: bytes) -> None:
