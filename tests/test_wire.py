@@ -29,6 +29,7 @@ from tests.support.raw_socket import (
     open_stream,
     read_frame,
 )
+from tests.support.autobahn_app import raw_app as echo_app
 from tests.support.wire import WIRE_NAMES, serve_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("wire", WIRE_NAMES)]
@@ -40,19 +41,15 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].strip("/"))
 
 
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "websocket":
-        return
-    await receive()
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
-        else:
-            await send({"type": "websocket.send", "bytes": message["bytes"]})
+def recorder(seen: list[dict[str, Any]]) -> Any:
+    """An app that accepts, then records the one message that ends the connection."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        seen.append(await receive())
+
+    return app
 
 
 async def _closed_with(reader: asyncio.StreamReader) -> int:
@@ -91,11 +88,7 @@ async def test_many_messages_in_one_read_keep_their_order(wire: str) -> None:
 
 async def test_client_close_reaches_the_app_and_is_answered(wire: str) -> None:
     seen: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        seen.append(await receive())
+    app = recorder(seen)
 
     async with serve_app(app, wire=wire) as url, connect(url) as ws:
         await ws.close(4001, "bye now")
@@ -129,11 +122,7 @@ async def test_app_close_reaches_the_client_and_the_app(wire: str) -> None:
 
 async def test_abrupt_disconnect_reaches_the_app(wire: str) -> None:
     seen: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        seen.append(await receive())
+    app = recorder(seen)
 
     async with serve_app(app, wire=wire) as url:
         _reader, writer = await open_stream(_port(url))
@@ -361,11 +350,7 @@ async def test_keepalive_closes_a_peer_that_never_answers_pings(wire: str) -> No
 
 async def test_shutdown_closes_with_1001_for_client_and_app(wire: str) -> None:
     seen: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        seen.append(await receive())
+    app = recorder(seen)
 
     async with serve_app(app, wire=wire) as url:
         ws = await connect(url)
