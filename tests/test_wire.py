@@ -17,6 +17,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from nexios.server import FRAMES_EXTENSION, build_frame
+from tests.support.autobahn_app import raw_app as echo_app
 from tests.support.raw_socket import (
     BINARY,
     CLOSE,
@@ -29,7 +30,6 @@ from tests.support.raw_socket import (
     open_stream,
     read_frame,
 )
-from tests.support.autobahn_app import raw_app as echo_app
 from tests.support.wire import WIRE_NAMES, serve_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("wire", WIRE_NAMES)]
@@ -487,6 +487,34 @@ async def test_on_writable_fires_once_when_a_stalled_peer_drains(wire: str) -> N
         await asyncio.sleep(0.05)
         writer.close()
     assert events == ["registered", "writable paused=False"]
+
+
+async def test_on_writable_is_not_called_after_the_connection_is_lost(wire: str) -> None:
+    events: list[str] = []
+    ready = asyncio.Event()
+    chunk = build_frame(b"z" * 65_000, text=False)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        sink = _sink(scope)
+        await receive()
+        await send({"type": "websocket.accept"})
+        while not sink.writing_paused:
+            assert sink.write(chunk)
+            await asyncio.sleep(0)
+        sink.on_writable(lambda: events.append("called"))
+        ready.set()
+        events.append((await receive())["type"])
+        await asyncio.sleep(0.05)
+
+    async with serve_app(app, wire=wire) as url:
+        _reader, writer = await open_stream(_port(url), rcvbuf=4096)
+        async with asyncio.timeout(_TIMEOUT):
+            await ready.wait()
+            writer.transport.abort()
+            while len(events) < 1:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+    assert events == ["websocket.disconnect"]
 
 
 async def test_on_writable_when_not_paused_runs_next_iteration_and_none_cancels(

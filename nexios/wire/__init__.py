@@ -79,8 +79,8 @@ class FrameSink(Protocol):
 
     def on_writable(self, callback: Callable[[], None] | None) -> None:
         """Call ``callback()`` once when the write buffer drains below its low-water
-        mark (on the next loop iteration if it is not over its high-water mark now, and
-        when the connection is lost). ``None`` cancels."""
+        mark (on the next loop iteration if it is not over its high-water mark now;
+        never after the connection is lost). ``None`` cancels."""
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -855,6 +855,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
             timer.cancel()
             self._close_timer = None
         self._fragments = None
+        self._writable_callback = None  # the app learns of the loss from its receive
         self._deliver_disconnect(code, "")
         self._wake_writers()
 
@@ -953,8 +954,8 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         """Call ``callback()`` once, when the write buffer drains below its low-water mark.
 
         If the buffer is not over its high-water mark now, it is called on the next
-        event-loop iteration instead. It is also called when the connection is lost
-        (then :meth:`write` returns False). ``None`` cancels.
+        event-loop iteration instead. Never called once the connection is lost (the
+        app's receive says so). ``None`` cancels.
         """
         self._writable_callback = callback
         if callback is not None and not self._paused & _PAUSED_FOR_WRITES:

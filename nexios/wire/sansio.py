@@ -110,8 +110,8 @@ class FrameSink:
         """Call ``callback()`` once, when the write buffer drains below its low-water mark.
 
         If the buffer is not over its high-water mark now, it is called on the next
-        event-loop iteration instead. It is also called when the connection is lost
-        (then :meth:`write` returns False). ``None`` cancels.
+        event-loop iteration instead. Never called once the connection is lost (the
+        app's receive says so). ``None`` cancels.
         """
         protocol = self._protocol
         protocol.writable_callback = callback
@@ -317,8 +317,8 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
             callback()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.writable_callback = None  # the app learns of the loss from its receive
         super().connection_lost(exc)
-        self.writable_now(self.writable_callback)
 
     # ------------------------------------------------------------------ shutdown
 
