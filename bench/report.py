@@ -470,6 +470,7 @@ def render(
     scenarios: dict[str, Any],
     source: dict[str, str],
     notes: str,
+    wire: str | None = None,
 ) -> str:
     meta = metas[-1]
     plan = meta["plan"]
@@ -577,6 +578,7 @@ def render(
         + " ".join(
             "+".join(f"bench/results/{meta['file']}" for meta in group) for group in _groups(metas)
         )
+        + (f" --wire {wire}" if wire else "")
         + " --notes bench/findings.md",
         ".venv/bin/python -m bench.run --quick --out bench/results/quick.json   # smoke, ~20 s",
         "```",
@@ -651,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         notes = wire_section([Path(part) for part in args.wire.split("+")]) + "\n" + notes
     args.md.parent.mkdir(parents=True, exist_ok=True)
     chart(scenarios, args.png)
-    args.md.write_text(render(metas, scenarios, source, notes))
+    args.md.write_text(render(metas, scenarios, source, notes, args.wire))
     print(f"wrote {args.md} and {args.png}")
     return 0
 
