@@ -33,3 +33,4 @@ from tests.support.redis import (  # noqa: E402, F401
     redis_server,
     redis_url,
 )
+from tests.support.server import pytest_pycollect_makemodule, server_wire  # noqa: E402, F401
