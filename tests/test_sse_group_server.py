@@ -169,3 +169,30 @@ async def _until_members(http: httpx.AsyncClient, base: str, names: list[str]) -
     async with asyncio.timeout(20):
         while sorted((await http.get(f"{base}/presence/stall")).json()) != sorted(names):
             await asyncio.sleep(0.02)
+
+
+async def test_sigterm_with_open_streams_exits_without_waiting_for_them() -> None:
+    # The server tells streaming responses it is stopping (http.disconnect), so they end
+    # at once instead of holding the graceful shutdown (10 s) until cancelled.
+    with serve(APP, args=["--timeout-graceful-shutdown", "10"]) as server:
+        pages = [Page() for _ in range(3)]
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http, contextlib.AsyncExitStack() as open_:
+            streams = [
+                await open_.enter_async_context(
+                    opened(http, f"{server.http_url}/events/room?name=p{i}", page)
+                )
+                for i, page in enumerate(pages)
+            ]
+            await post(http, server.http_url, "room", 3)
+            for page, stream in zip(pages, streams, strict=True):
+                await page.read(stream, 3)
+            server.process.terminate()
+            began = time.monotonic()
+            await asyncio.to_thread(server.process.wait, 8)
+            took = time.monotonic() - began
+            for stream in streams:  # each stream ended: no more events
+                with contextlib.suppress(httpx.RemoteProtocolError, httpx.ReadError):
+                    assert await stream.next() is None
+    print(f"\nexit {took:.2f}s after SIGTERM with 3 open streams")
+    assert took < 5, server.log()[-2000:]
+    assert "Traceback" not in server.log()

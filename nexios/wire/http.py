@@ -75,6 +75,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.guard.handshake_done(self)
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The server is stopping: a response still streaming (Server-Sent Events, a
+        ``StreamingResponse``) ends now — what it wrote is flushed, the connection closes
+        and the app's ``receive`` returns ``http.disconnect`` — instead of holding the
+        graceful shutdown for its full timeout; the client reconnects elsewhere."""
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()
+            return
+        super().shutdown()
+
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         if self.parser is None:  # answered and closing
