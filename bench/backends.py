@@ -18,26 +18,46 @@ pointing at the other checkout).
   awaited one by one, and N at once.
 - ``join-storm``: N joins at once on one layer, each a concurrent ``subscribe`` and
   ``presence_add``, on N distinct groups and on one group: failures and time.
+- ``cluster-throughput``: broadcasts per second across N groups (default 200), one
+  Redis against a Redis Cluster of three primaries, in one run (rounds interleaved).
+  ``--publishers`` processes (each a layer, 64 publishes in flight) publish to the
+  groups for ``--seconds``; one more process subscribes to every group and counts what
+  arrives. Unsaved (``publish``) and saved (``publish_saved``) broadcasts. Each sample
+  records the load average and the CPU seconds every redis-server used: on a machine
+  with fewer cores than processes the Python clients are the limit, and
+  ``redis_ceiling_per_s`` (broadcasts per CPU second of the busiest redis-server) shows
+  what the servers themselves would take.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import multiprocessing
+import os
+import random
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from bench.run import redis_server
 from nexios.history.base import HistoryLimits
 from nexios.history.memory import MemoryHistoryStore
 from nexios.history.redis import RedisHistoryStore
+from nexios.layers import layer_from_url
 from nexios.layers.base import WireMessage
 from nexios.layers.redis import RedisLayer
 
@@ -275,6 +295,201 @@ async def publish(size: int) -> None:
         await layer.stop()
 
 
+# -- one Redis against a Redis Cluster ----------------------------------------------------
+
+
+def _port_pair_free(port: int) -> bool:
+    """``port`` and its cluster bus port (+10000) can both be bound."""
+    for candidate in (port, port + 10000):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                return False
+    return True
+
+
+@contextlib.contextmanager
+def redis_processes(primaries: int) -> Iterator[tuple[str, list[int]]]:
+    """``primaries`` = 0: one plain redis-server; else a Redis Cluster of that many
+    primaries (no replicas). Yields the channels URL and the servers' pids."""
+    binary = shutil.which("redis-server") or "redis-server"
+    workdir = tempfile.mkdtemp(prefix="nexios-bench-")
+    ports: list[int] = []
+    while len(ports) < max(1, primaries):  # below the ephemeral range, bus ports too
+        port = random.randrange(20000, 22768)
+        if port not in ports and _port_pair_free(port):
+            ports.append(port)
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir]
+    common += ["--loglevel", "warning"]
+    if primaries:
+        common += ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
+    processes = [
+        subprocess.Popen(
+            [binary, "--port", str(port), *common, "--cluster-config-file", f"{port}.conf"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        for port in ports:
+            _wait_for(lambda port=port: redis.Redis(port=port).ping())
+        if primaries:
+            nodes = [f"127.0.0.1:{port}" for port in ports]
+            create = ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0"]
+            subprocess.run([*create, "--cluster-yes"], check=True, capture_output=True)
+            _wait_for(lambda: all(_cluster_ok(port) for port in ports))
+            url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+        else:
+            url = f"redis://127.0.0.1:{ports[0]}/0"
+        yield url, [process.pid for process in processes]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cluster_ok(port: int) -> bool:
+    with redis.Redis(port=port) as client:
+        return bool(client.cluster("INFO")["cluster_state"] == "ok")
+
+
+def _wait_for(check: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(redis.RedisError, OSError):
+            if check():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError("redis did not come up")
+        time.sleep(0.02)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _publishing(
+    url: str, kind: str, groups: list[str], start_at: float, seconds: float, inflight: int
+) -> int:
+    layer = layer_from_url(url)
+    await layer.start(lambda group, message: None)
+    history = layer.default_history()
+    data = b'{"text":"hello, world"}'
+    message = WireMessage("json", data)
+    for group in groups:  # connect everywhere, load the scripts
+        await layer.publish(group, message)
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    deadline = time.monotonic() + seconds
+    sent = 0
+
+    async def worker(first: int) -> None:
+        nonlocal sent
+        n = first
+        while time.monotonic() < deadline:
+            group = groups[n % len(groups)]
+            n += inflight
+            if kind == "saved":
+                await layer.publish_saved(group, "json", data, history=history)
+            else:
+                await layer.publish(group, message)
+            sent += 1
+
+    await asyncio.gather(*(worker(i) for i in range(inflight)))
+    await history.close()
+    await layer.stop()
+    return sent
+
+
+async def _receiving(
+    url: str, groups: list[str], start_at: float, seconds: float, ready: Any
+) -> int:
+    counted = 0
+    window = (start_at, start_at + seconds)
+
+    def receiver(group: str, message: WireMessage) -> None:
+        nonlocal counted
+        if window[0] <= time.time() < window[1]:
+            counted += 1
+
+    layer = layer_from_url(url)
+    await layer.start(receiver)
+    await asyncio.gather(*(layer.subscribe(group) for group in groups))
+    ready.set()
+    await asyncio.sleep(max(0.0, window[1] + 0.5 - time.time()))
+    await layer.stop()
+    return counted
+
+
+def _publisher_process(args: tuple[Any, ...]) -> int:
+    return asyncio.run(_publishing(*args))
+
+
+def _receiver_process(args: tuple[Any, ...], ready: Any, out: Any) -> None:
+    out.put(asyncio.run(_receiving(*args, ready)))
+
+
+def _throughput_sample(
+    url: str, pids: list[int], kind: str, groups: list[str], publishers: int, seconds: float
+) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0  # every process connected and warm by then
+    ready, out = context.Event(), context.Queue()
+    receiver = context.Process(
+        target=_receiver_process, args=((url, groups, start_at, seconds), ready, out)
+    )
+    receiver.start()
+    ready.wait(30)
+    before = [_cpu_seconds(pid) for pid in pids]
+    load_before = os.getloadavg()[0]
+    with context.Pool(publishers) as pool:
+        sent = sum(
+            pool.map(
+                _publisher_process,
+                [(url, kind, groups, start_at, seconds, 64) for _ in range(publishers)],
+            )
+        )
+    cpu = [_cpu_seconds(pid) - was for pid, was in zip(pids, before, strict=True)]
+    received = out.get(timeout=30)
+    receiver.join(10)
+    return {
+        "broadcasts_per_s": round(sent / seconds),
+        "delivered_per_s": round(received / seconds),
+        "redis_cpu_s": [round(used, 2) for used in cpu],
+        "redis_us_per_broadcast": round(sum(cpu) / sent * 1e6, 2),
+        # what the busiest redis-server could take at 100 % of one core, at this mix
+        "redis_ceiling_per_s": round(sent / max(cpu)) if max(cpu) > 0 else None,
+        "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def cluster_throughput(size: int, publishers: int = 2, seconds: float = 5.0) -> None:
+    groups = [f"room-{i}" for i in range(size)]
+    rounds = 3
+    setups = {"one redis": 0, "cluster (3 primaries)": 3}
+    with contextlib.ExitStack() as stack:
+        running = {name: stack.enter_context(redis_processes(n)) for name, n in setups.items()}
+        _emit(scenario="cluster-throughput", cpus=os.cpu_count(), load_1min=os.getloadavg())
+        for round_index in range(rounds):  # interleaved: load drift hits both alike
+            for kind in ("unsaved", "saved"):
+                for name, (url, pids) in running.items():
+                    sample = _throughput_sample(url, pids, kind, groups, publishers, seconds)
+                    _emit(
+                        scenario="cluster-throughput",
+                        backend=name,
+                        kind=kind,
+                        groups=size,
+                        publishers=publishers,
+                        seconds=seconds,
+                        round=round_index + 1,
+                        **sample,
+                    )
+
+
 SCENARIOS = {
     "memory-history": memory_history,
     "redis-history": redis_history,
@@ -286,9 +501,15 @@ SCENARIOS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("scenario", choices=sorted([*SCENARIOS, "cluster-throughput"]))
     parser.add_argument("--size", type=int, action="append", help="groups / joins (repeatable)")
+    parser.add_argument("--publishers", type=int, default=2, help="cluster-throughput only")
+    parser.add_argument("--seconds", type=float, default=5.0, help="cluster-throughput only")
     args = parser.parse_args()
+    if args.scenario == "cluster-throughput":
+        for size in args.size or [200]:
+            cluster_throughput(size, args.publishers, args.seconds)
+        return
     defaults = {
         "memory-history": [50_000],
         "redis-history": [20_000],

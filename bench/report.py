@@ -20,11 +20,18 @@ APP_ORDER = [
     "starlette",
     "nexios",
     "nexios-frame-once",
+    "nexios-picows",
+    "nexios-run",
+    "nexios-run-sansio",
+    "raw-picows",
+    "picows-native",
     "starlette+broadcaster",
     "set",
     "async-set",
 ]
-NEXIOS_ROWS = ("nexios", "nexios-frame-once")
+NEXIOS_ROWS = ("nexios", "nexios-frame-once", "nexios-picows")
+WIRE = "nexios-picows"
+"""The row of ``nexios run``'s default wire (picows's compiled parser)."""
 
 
 DISTURBED = (0.15, 0.30)
@@ -254,7 +261,7 @@ def joinleave_table(scenarios: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------- targets
 
 
-def targets(scenarios: dict[str, Any]) -> list[str]:
+def targets(scenarios: dict[str, Any], *, wire_only: bool = False) -> list[str]:
     rows: list[tuple[str, str, bool | None]] = []
 
     def check(label: str, value: float, goal: float, *, at_most: bool = False) -> None:
@@ -264,15 +271,18 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
         met = value <= goal if at_most else value >= goal
         rows.append((label, f"{value:.2f}", met))
 
+    if wire_only:
+        wire_targets(scenarios, check)
+        return _target_lines(rows)
     for conns in (50, 500):
         entry = scenarios.get(f"echo_{conns}")
-        for app in NEXIOS_ROWS:
+        for app in measured(entry):
             if entry is not None:
                 value = med(entry, app, "rate") / med(entry, "raw", "rate")
                 check(f"echo {conns} conns, {app} ≥ 0.95x raw", value, 0.95)
     entry = scenarios.get("json_50")
     if entry is not None:
-        for app in NEXIOS_ROWS:
+        for app in measured(entry):
             value = med(entry, app, "rate") / med(entry, "raw", "rate")
             check(f"JSON echo 50 conns, {app} ≥ 1.05x raw (stdlib json)", value, 1.05)
     entry = scenarios.get("fanout_1000")
@@ -291,7 +301,7 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
             cost_us(entry, "raw") / cost_us(entry, "nexios-frame-once"),
             1.5,
         )
-        for app in NEXIOS_ROWS:
+        for app in measured(entry):
             check(
                 f"p99 one broadcast to 1,000, {app} ≤ 50 ms (ms)",
                 med(entry, app, "p99_ms"),
@@ -300,13 +310,14 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
             )
     for _, entry in by_kind(scenarios, "memory"):
         raw = med(entry, "raw", "bytes_per_conn")
-        for app in NEXIOS_ROWS:
+        for app in measured(entry):
             check(
                 f"idle memory {entry['conns']:,} conns, {app} ≤ raw + 2 KiB (bytes over raw)",
                 med(entry, app, "bytes_per_conn") - raw,
                 2048,
                 at_most=True,
             )
+    wire_targets(scenarios, check)
     joins = by_kind(scenarios, "joinleave")
     if joins:
         small, large = joins[0][1], joins[-1][1]
@@ -323,11 +334,55 @@ def targets(scenarios: dict[str, Any]) -> list[str]:
             1.2,
             at_most=True,
         )
+    return _target_lines(rows)
+
+
+def _target_lines(rows: list[tuple[str, str, bool | None]]) -> list[str]:
     lines = ["| target | measured | met |", "|---|--:|:-:|"]
     for label, value, met in rows:
         mark = "-" if met is None else ("yes" if met else "**no**")
         lines.append(f"| {label} | {value} | {mark} |")
     return lines
+
+
+def measured(entry: dict[str, Any] | None) -> list[str]:
+    """The nexios rows a scenario has (the wire row only runs in its own files)."""
+    if entry is None:
+        return []
+    return [app for app in NEXIOS_ROWS if app in entry["apps"] or app != WIRE]
+
+
+def wire_targets(scenarios: dict[str, Any], check: Any) -> None:
+    """The targets of the compiled wire (issue 17), when its row was measured."""
+    entry = scenarios.get("echo_50")
+    if entry is not None and WIRE in entry["apps"]:
+        check(
+            f"echo 50 conns, {WIRE} ≥ 2x raw (messages/s)",
+            med(entry, WIRE, "rate") / med(entry, "raw", "rate"),
+            2.0,
+        )
+        check(
+            f"echo 50 conns, same in server CPU per message: raw µs ÷ {WIRE} µs ≥ 2",
+            cost_us(entry, "raw") / cost_us(entry, WIRE),
+            2.0,
+        )
+        check(f"echo 50 conns, {WIRE} server µs/msg ≤ 25", cost_us(entry, WIRE), 25, at_most=True)
+    for members in (1000, 5000):
+        entry = scenarios.get(f"fanout_{members}")
+        if entry is not None and WIRE in entry["apps"]:
+            check(
+                f"fan-out {members:,}, {WIRE} ≥ nexios-frame-once (today's frame-once)",
+                med(entry, WIRE, "rate") / med(entry, "nexios-frame-once", "rate"),
+                1.0,
+            )
+    for _, entry in by_kind(scenarios, "memory"):
+        if WIRE in entry["apps"]:
+            check(
+                f"idle memory {entry['conns']:,} conns, {WIRE} ≤ raw + 1 KiB (bytes over raw)",
+                med(entry, WIRE, "bytes_per_conn") - med(entry, "raw", "bytes_per_conn"),
+                1024,
+                at_most=True,
+            )
 
 
 # ---------------------------------------------------------------------- chart
@@ -351,6 +406,11 @@ def chart(scenarios: dict[str, Any], path: Path) -> None:
         "starlette": "#1f77b4",
         "nexios": "#ff7f0e",
         "nexios-frame-once": "#d62728",
+        "nexios-picows": "#2ca02c",
+        "nexios-run": "#e377c2",
+        "nexios-run-sansio": "#bcbd22",
+        "raw-picows": "#8c564b",
+        "picows-native": "#9467bd",
     }
     for axis, kinds, key, title, size_key in panels:
         entries = [entry for kind in kinds for _, entry in by_kind(scenarios, kind)]
@@ -417,6 +477,7 @@ def render(
     scenarios: dict[str, Any],
     source: dict[str, str],
     notes: str,
+    wire: str | None = None,
 ) -> str:
     meta = metas[-1]
     plan = meta["plan"]
@@ -435,8 +496,13 @@ def render(
         f"Python {meta['python']}; {versions}.",
         "- Every app runs under the same uvicorn command line, pinned to core 0: "
         f"`uvicorn <app> {' '.join(meta['uvicorn'])}`. The `nexios-frame-once` row "
-        f"replaces `--ws websockets-sansio` with `--ws {meta['frame_once_ws']}` "
-        "(what `nexios run` uses by default).",
+        f"replaces `--ws websockets-sansio` with `--ws {meta['frame_once_ws']}` (the "
+        "hardened sans-I/O wire, `nexios run`'s fallback), the `nexios-picows` row with "
+        "`--ws nexios.server:PicowsWebSocketProtocol` (picows's compiled frame parser, "
+        "`nexios run`'s default wire) and `raw-picows` runs the raw app on that wire. "
+        "`nexios-run` is `python -m nexios run bench.app_nexios:app` with its defaults "
+        "(`--log-level warning` aside); `picows-native` serves the same routes with picows "
+        "alone, no ASGI (`bench/app_picows.py`): the floor.",
         "- The client is one picows process on uvloop, pinned to core 1. Server and client "
         "CPU are read from `/proc/<pid>/stat` over the measured window: 100% is one core "
         "saturated. A server at ~100% with the client below it means the server is the limit. "
@@ -519,11 +585,46 @@ def render(
         + " ".join(
             "+".join(f"bench/results/{meta['file']}" for meta in group) for group in _groups(metas)
         )
+        + (f" --wire {wire}" if wire else "")
         + " --notes bench/findings.md",
         ".venv/bin/python -m bench.run --quick --out bench/results/quick.json   # smoke, ~20 s",
         "```",
         "",
     ]
+    return "\n".join(out)
+
+
+def wire_section(paths: list[Path]) -> str:
+    """The compiled wire's own runs (``--wire a.json+b.json``, samples pooled): its rows
+    side by side, its targets."""
+    metas, scenarios, source = load([paths])
+    rows = sorted(
+        {app for entry in scenarios.values() for app in entry["apps"]},
+        key=lambda name: APP_ORDER.index(name) if name in APP_ORDER else 99,
+    )
+    out = [
+        "## The compiled wire (`nexios run`'s default)",
+        "",
+        "Runs of its own, samples pooled: "
+        + "; ".join(
+            f"`{meta['file']}` (started {meta['started']}, {meta['plan']['rounds']} "
+            f"interleaved rounds, {meta.get('seconds', '?')} s): `{_command(meta)}`"
+            for meta in metas
+        )
+        + f". Rows: {', '.join(f'`{row}`' for row in rows)} (see *Setup*). "
+        "The machine was shared with other engineers' jobs during the runs (see *other "
+        "load*): rates move with it, server CPU per message much less.",
+        "",
+        *targets(scenarios, wire_only=True),
+        "",
+        *echo_table(scenarios),
+        "",
+        *fanout_table(scenarios, "fanout", "raw"),
+        "",
+        *memory_table(scenarios),
+        "",
+    ]
+    del source
     return "\n".join(out)
 
 
@@ -545,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
         help="result files; later ones replace scenarios of earlier ones; a+b pools samples",
     )
     parser.add_argument("--notes", type=Path, default=None, help="markdown to append")
+    parser.add_argument(
+        "--wire", default=None, help="runs of the wire rows (a.json+b.json), in their own section"
+    )
     parser.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "benchmarks.png")
     args = parser.parse_args(argv)
@@ -552,9 +656,11 @@ def main(argv: list[str] | None = None) -> int:
         [[Path(part) for part in arg.split("+")] for arg in args.results]
     )
     notes = args.notes.read_text() if args.notes else ""
+    if args.wire is not None:
+        notes = wire_section([Path(part) for part in args.wire.split("+")]) + "\n" + notes
     args.md.parent.mkdir(parents=True, exist_ok=True)
     chart(scenarios, args.png)
-    args.md.write_text(render(metas, scenarios, source, notes))
+    args.md.write_text(render(metas, scenarios, source, notes, args.wire))
     print(f"wrote {args.md} and {args.png}")
     return 0
 

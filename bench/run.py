@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -52,14 +53,23 @@ UVICORN = [
     "--no-access-log",
 ]
 FRAME_ONCE = "nexios.server:NexiosWebSocketProtocol"
+PICOWS_WIRE = "nexios.server:PicowsWebSocketProtocol"
 
 
 @dataclass(frozen=True)
 class App:
+    """A benchmark row: ``target`` served by ``runner``.
+
+    ``uvicorn``: the shared uvicorn command line (``UVICORN``) with ``--ws ws``;
+    ``nexios-run``: ``python -m nexios run target --ws ws`` with its other defaults
+    (``--log-level warning`` aside); ``native``: ``python -m target --port N`` (no ASGI).
+    """
+
     name: str
     target: str
     ws: str = "websockets-sansio"
     env: dict[str, str] = field(default_factory=dict)
+    runner: str = "uvicorn"
     root: Path = ROOT
     """The checkout the server imports nexios and the bench apps from (``--baseline``)."""
 
@@ -74,9 +84,7 @@ def saved_apps(baseline: Path | None) -> list[App]:
         App("nexios-frame-once-saved", "saved_app:app", ws=FRAME_ONCE, env=STANDALONE),
     ]
     if baseline is not None:
-        apps += [
-            App(f"{app.name}@before", app.target, app.ws, app.env, root=baseline) for app in apps
-        ]
+        apps += [dataclasses.replace(app, name=f"{app.name}@before", root=baseline) for app in apps]
     return apps
 
 
@@ -94,7 +102,14 @@ APPS = [
     App("starlette", "bench.app_starlette:app"),
     App("nexios", "bench.app_nexios:app"),
     App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE),
+    App("raw-picows", "bench.app_raw:app", ws=PICOWS_WIRE),
+    App("nexios-picows", "bench.app_nexios:app", ws=PICOWS_WIRE),
+    App("nexios-run", "bench.app_nexios:app", ws="auto", runner="nexios-run"),
+    App("nexios-run-sansio", "bench.app_nexios:app", ws=FRAME_ONCE, runner="nexios-run"),
+    App("picows-native", "bench.app_picows", runner="native"),
 ]
+DEFAULT_APPS = ("raw", "starlette", "nexios", "nexios-frame-once", "nexios-picows")
+"""Rows run unless ``--apps`` names others."""
 
 
 def redis_apps(url: str) -> list[App]:
@@ -103,6 +118,7 @@ def redis_apps(url: str) -> list[App]:
         App("starlette+broadcaster", "bench.app_starlette:app", env={"BENCH_BROADCAST_URL": url}),
         App("nexios", "bench.app_nexios:app", env=nexios_env),
         App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE, env=nexios_env),
+        App("nexios-picows", "bench.app_nexios:app", ws=PICOWS_WIRE, env=nexios_env),
     ]
 
 
@@ -247,11 +263,7 @@ class Server:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.log = logs / f"{app.name}-{self.port}.log"
-        command = ["taskset", "-c", SERVER_CORE, PYTHON, "-m", "uvicorn", app.target]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), *UVICORN]
-        if app.ws != "websockets-sansio":
-            command[command.index("websockets-sansio")] = app.ws
-        self.command = command
+        self.command = command = server_command(app, self.port)
         env = {**os.environ, **app.env, "PYTHONUNBUFFERED": "1"}
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
@@ -275,6 +287,20 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def server_command(app: App, port: int) -> list[str]:
+    pinned = ["taskset", "-c", SERVER_CORE, PYTHON, "-m"]
+    if app.runner == "native":
+        return [*pinned, app.target, "--port", str(port)]
+    if app.runner == "nexios-run":
+        command = [*pinned, "nexios", "run", app.target, "--port", str(port)]
+        return [*command, "--log-level", "warning", "--ws", app.ws]
+    command = [*pinned, "uvicorn", app.target, "--host", "127.0.0.1", "--port", str(port)]
+    command += UVICORN
+    if app.ws != "websockets-sansio":
+        command[command.index("websockets-sansio")] = app.ws
+    return command
 
 
 @contextlib.contextmanager
@@ -565,9 +591,7 @@ def saved_scenario(
         results.add(f"saved_fanout_{members}", info, app.name, sample)
     with redis_server() as url:
         redis = {"NEXIOS_CHANNELS_URL": url}
-        rows = [
-            App(a.name, a.target, a.ws, {**a.env, **redis}, a.root) for a in saved_apps(baseline)
-        ]
+        rows = [dataclasses.replace(a, env={**a.env, **redis}) for a in saved_apps(baseline)]
         rows.append(App("nexios-frame-once", "bench.app_nexios:app", ws=FRAME_ONCE, env=redis))
         for app in rotate(rows, round_index):
             with servers(app, 2, logs) as group:
@@ -592,12 +616,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     parser.add_argument("--rounds", type=int, default=None)
+    for name in ("echo_conns", "fanout_members", "memory_conns"):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            default=None,
+            help=f"comma list of sizes, instead of the plan's {name.replace('_', ' ')}",
+        )
     parser.add_argument(
         "--only",
         default=",".join(SCENARIO_GROUPS),
         help="comma list of " + ", ".join(SCENARIO_GROUPS),
     )
-    parser.add_argument("--apps", default=None, help="comma list of app rows (default: all)")
+    parser.add_argument(
+        "--apps",
+        default=None,
+        help="comma list of rows: "
+        + ", ".join(app.name for app in APPS)
+        + " (default: "
+        + ", ".join(DEFAULT_APPS)
+        + ")",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -616,13 +654,22 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    for name in ("echo_conns", "fanout_members", "memory_conns"):
+        sizes = getattr(args, name)
+        if sizes:
+            plan = Plan(**{**plan.__dict__, name: tuple(int(size) for size in sizes.split(","))})
     groups = set(args.only.split(","))
     if unknown := groups - set(SCENARIO_GROUPS):
         parser.error(f"unknown --only group(s) {sorted(unknown)}; choose from {SCENARIO_GROUPS}")
     global QUIET_WAIT
     QUIET_WAIT = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 5.0)
     every = APPS + (baseline_apps(args.baseline.resolve()) if args.baseline else [])
-    apps = [app for app in every if args.apps is None or app.name in args.apps.split(",")]
+    wanted = DEFAULT_APPS if args.apps is None else tuple(args.apps.split(","))
+    if args.baseline and args.apps is None:
+        wanted += tuple(app.name for app in baseline_apps(args.baseline))
+    if unknown_apps := set(wanted) - {app.name for app in every}:
+        parser.error(f"unknown --apps row(s) {sorted(unknown_apps)}")
+    apps = [app for app in every if app.name in wanted]
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

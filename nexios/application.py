@@ -51,6 +51,7 @@ from nexios.http.datastructures import route_path
 from nexios.http.errors import ExceptionHandler, ExceptionHandlers, HandlerKey
 from nexios.http.middleware import Middleware
 from nexios.http.request import DEFAULT_MAX_BODY_SIZE
+from nexios.http.sse import DEFAULT_PING_INTERVAL
 from nexios.limits import (
     IDLE_CLOSE_CODE,
     TOO_MANY_CONNECTIONS_STATUS,
@@ -72,6 +73,7 @@ from nexios.routing import (
 )
 from nexios.runtime import ChannelsRuntime, GroupPolicy, OutboxLimits, SettingsOverrides
 from nexios.security import AuthError, OriginPolicy, WSAuth, check_auth_hook
+from nexios.sse_group import GroupSource, MetadataHook, SSEGroup, StreamAuth
 
 __all__ = ["NexiosApp"]
 
@@ -235,6 +237,37 @@ class NexiosApp(WSRouteRegistry, HTTPApp):
         )
         mount(self, path, endpoint, allowed_origins=allowed_origins, auth=auth)
         return endpoint
+
+    def sse_group(
+        self,
+        path: str,
+        group: GroupSource,
+        *,
+        auth: StreamAuth | Literal[False] | None = None,
+        metadata: MetadataHook | None = None,
+        allowed_origins: str | Sequence[str] | None = None,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        retry: int | None = None,
+        name: str | None = None,
+    ) -> SSEGroup:
+        """Serve ``group`` as Server-Sent Events at ``path``, for a browser's ``EventSource``.
+
+        ``app.sse_group("/events/{room}", group="room:{room}")``: each page is a member of
+        the group; saved messages carry ``id: <seq>:<epoch>`` and a reconnecting page
+        recovers what it missed. See :mod:`nexios.sse_group`.
+        """
+        route = SSEGroup(
+            path,
+            group,
+            auth=auth,
+            metadata=metadata,
+            allowed_origins=allowed_origins,
+            ping_interval=ping_interval,
+            retry=retry,
+            name=name,
+        )
+        self.add_route(route)
+        return route
 
     def add_ws_middleware(self, middleware: WSMiddleware) -> None:
         """Run ``async def middleware(ws, call_next)`` around every WebSocket handler."""

@@ -43,9 +43,12 @@ from dotenv import load_dotenv
 from uvicorn.config import SSL_PROTOCOL_VERSION
 
 from nexios.client import Message, Recovery, Subscription, connect
-from nexios.exceptions import ProtocolError
+from nexios.exceptions import ConfigurationError, ProtocolError
 from nexios.logs import LOG_FORMATS, JSONFormatter, RedactCredentialsFilter, log_config
 from nexios.metrics import MULTIPROC_ENV, multiprocess_dir, prepare_multiprocess_dir
+from nexios.wire import default_http_protocol, default_ws_protocol
+from nexios.wire.settings import ENV as WIRE_ENV
+from nexios.wire.settings import parse_setting
 
 __all__ = [
     "DEFAULT_WS_MAX_SIZE",
@@ -56,6 +59,7 @@ __all__ = [
     "log_config",
     "main",
     "server_options",
+    "wire_environment",
     "workers_warning",
 ]
 
@@ -85,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tls_options(run)
     _add_log_options(run)
     _add_metrics_options(run)
+    _add_wire_limits(run)
     _add_listen_command(commands)
     return parser
 
@@ -183,18 +188,24 @@ def _add_websocket_options(run: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ws",
         default="auto",
-        help="WebSocket implementation: auto (nexios's frame-once protocol when available), "
-        "websockets-sansio, websockets, wsproto",
+        help="WebSocket implementation: auto (picows's compiled wire, else the hardened "
+        "sans-I/O one), nexios.server:PicowsWebSocketProtocol, "
+        "nexios.server:NexiosWebSocketProtocol, websockets-sansio, websockets, wsproto",
+    )
+    group.add_argument(
+        "--http",
+        default="auto",
+        help="HTTP implementation: auto (httptools with a handshake timeout and caps, "
+        "nexios.server:GuardedHttpToolsProtocol), httptools, h11",
     )
 
 
 def _websocket_options(args: argparse.Namespace) -> dict[str, Any]:
-    ws: Any = args.ws
-    if ws == "auto":
-        ws = _default_ws_protocol()
+    ws: Any = default_ws_protocol() if args.ws == "auto" else args.ws
+    http: Any = default_http_protocol() if args.http == "auto" else args.http
     return {
         "loop": "uvloop" if _has("uvloop") else "asyncio",
-        "http": "httptools" if _has("httptools") else "h11",
+        "http": http,
         "ws": ws,
         "ws_max_size": args.ws_max_size,
         "ws_ping_interval": args.ws_ping_interval,
@@ -203,12 +214,50 @@ def _websocket_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _default_ws_protocol() -> Any:
-    try:
-        from nexios.server import frame_once_protocol_path
-    except ImportError:
-        return "websockets-sansio"
-    return frame_once_protocol_path() or "websockets-sansio"
+# ---------------------------------------------------------------------- wire limits
+# Limits of nexios's protocol classes (nexios.wire.settings). uvicorn's Config has no room
+# for them and --workers/--reload start new processes, so they travel as NEXIOS_* variables.
+
+_WIRE_FLAGS = {
+    "handshake_timeout": "seconds a request head may take to arrive (408 after; default 10)",
+    "max_request_line": "longest request line, in bytes (414 above; default 8192)",
+    "max_header_bytes": "largest request head, in bytes (431 above; default 16384)",
+    "max_connections": "connections per process (default: the open-file limit minus a reserve)",
+    "ws_max_fragments": "frames per WebSocket message (close 1009 above; default "
+    "ws-max-size / 64, at least 1024)",
+    "ws_max_control_frames": "pings/pongs a client may send per second (close 1008 above; "
+    "default 50)",
+}
+
+
+def _add_wire_limits(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group("wire limits (0 or off disables one)")
+    for name, text in _WIRE_FLAGS.items():
+        group.add_argument(
+            "--" + name.replace("_", "-"), default=None, type=_wire_value(name), help=text
+        )
+
+
+def _wire_value(flag: str) -> Any:
+    field = flag.removeprefix("ws_")
+
+    def check(text: str) -> str:
+        try:
+            parse_setting(field, text)
+        except ConfigurationError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
+
+    return check
+
+
+def wire_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The ``NEXIOS_*`` variables for the wire limits given on the command line."""
+    return {
+        WIRE_ENV[flag.removeprefix("ws_")]: getattr(args, flag)
+        for flag in _WIRE_FLAGS
+        if getattr(args, flag, None) is not None
+    }
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -561,6 +610,7 @@ def _prepare_environment(args: argparse.Namespace) -> None:
         load_dotenv(args.env_file, override=False)  # as uvicorn: the environment wins
     if args.channels_url:
         os.environ["NEXIOS_CHANNELS_URL"] = args.channels_url
+    os.environ.update(wire_environment(args))
     workers = args.workers or int(os.environ.get("WEB_CONCURRENCY") or 1)
     warning = workers_warning(workers, os.environ.get("NEXIOS_CHANNELS_URL"))
     if warning:

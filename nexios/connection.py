@@ -41,9 +41,17 @@ from nexios.http.datastructures import URL, Headers, QueryParams
 from nexios.http.request import parse_cookies
 
 if TYPE_CHECKING:
+    from nexios.framing import Frame
     from nexios.limits import MessageLimiter
 
-__all__ = ["CLOSE_TIMEOUT", "OutgoingQueue", "WebSocket", "WebSocketDisconnect", "WebSocketState"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "MemberConnection",
+    "OutgoingQueue",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "WebSocketState",
+]
 
 Message = dict[str, Any]
 Receive = Callable[[], Any]
@@ -59,6 +67,9 @@ class OutgoingQueue(Protocol):
 
     async def drain(self) -> None:
         """Return once what was queued before the call has been handed to the server."""
+
+    def put(self, frame: Frame) -> bool:
+        """Queue ``frame`` after what is queued. False when it was not queued."""
 
 
 class WebSocketState(enum.Enum):
@@ -81,6 +92,39 @@ CLOSE_TIMEOUT = 5.0
 """Seconds :meth:`WebSocket.end` waits to hand a close frame to a peer that may not read."""
 
 logger = logging.getLogger("nexios.websockets")
+
+
+class MemberConnection(Protocol):
+    """What the channels runtime needs of a group member's connection.
+
+    A :class:`WebSocket`, or a Server-Sent Events stream
+    (:class:`~nexios.eventstream.EventStream`). The member's sender hands it messages
+    with :meth:`transmit`; the runtime ends it with :meth:`end`; the member leaves its
+    groups when the callbacks given to :meth:`on_close` run.
+    """
+
+    sender: OutgoingQueue | None
+    """The member's queue, set by the runtime at its first join."""
+
+    @property
+    def scope(self) -> Mapping[str, Any]:
+        """The ASGI scope of the connection."""
+
+    @property
+    def connection_state(self) -> WebSocketState:
+        """Where the connection is in its life (see the module docstring)."""
+
+    async def transmit(self, message: Message) -> None:
+        """Hand an ASGI send message to the server, as is."""
+
+    def end(self, code: int, reason: str = "") -> None:
+        """End the connection from outside its handler (eviction, expiry, shutdown)."""
+
+    async def wait_ended(self) -> None:
+        """Wait until what :meth:`end` sends was handed on (or its bound passed)."""
+
+    def on_close(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` when the connection's handler ends."""
 
 
 class WebSocket:

@@ -26,4 +26,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-from tests.support.redis import redis_server, redis_url  # noqa: E402, F401
+from tests.support.redis import (  # noqa: E402, F401
+    cluster_url,
+    own_cluster,
+    redis_cluster,
+    redis_server,
+    redis_url,
+)
+from tests.support.server import pytest_pycollect_makemodule, server_wire  # noqa: E402, F401

@@ -18,10 +18,11 @@ ALLOWED_LATE_IMPORTS = {
     # The URL scheme picks the backend; a backend's driver is imported only when used.
     ("nexios/layers/__init__.py", "nexios.layers.memory"),
     ("nexios/layers/__init__.py", "nexios.layers.redis"),
+    ("nexios/layers/__init__.py", "nexios.layers.redis_cluster"),
     ("nexios/history/__init__.py", "nexios.history.redis"),
-    # The frame-once protocol subclasses uvicorn internals: if they moved, `nexios run`
-    # falls back to uvicorn's own protocol instead of failing to start.
-    ("nexios/cli.py", "nexios.server"),
+    # picows's compiled extension may not load on a platform without wheels: the wire
+    # that needs it is imported only when asked for; nexios run then falls back.
+    ("nexios/server.py", "nexios.wire.native"),
 }
 
 

@@ -36,13 +36,14 @@ def expected_scenarios() -> set[str]:
     }
 
 
+DEFAULT_ROWS = {"raw", "starlette", "nexios", "nexios-frame-once", "nexios-picows"}
 EXPECTED_APPS = {
-    "echo": {"raw", "starlette", "nexios", "nexios-frame-once"},
-    "json": {"raw", "starlette", "nexios", "nexios-frame-once"},
-    "fanout": {"raw", "starlette", "nexios", "nexios-frame-once"},
-    "memory": {"raw", "starlette", "nexios", "nexios-frame-once"},
+    "echo": DEFAULT_ROWS,
+    "json": DEFAULT_ROWS,
+    "fanout": DEFAULT_ROWS,
+    "memory": DEFAULT_ROWS,
     "joinleave": {"set", "async-set", "nexios"},
-    "redis_fanout": {"starlette+broadcaster", "nexios", "nexios-frame-once"},
+    "redis_fanout": {"starlette+broadcaster", "nexios", "nexios-frame-once", "nexios-picows"},
 }
 SAVED_APPS = {
     "saved_fanout": {"raw", "nexios-saved", "nexios-frame-once-saved"},

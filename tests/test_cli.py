@@ -59,8 +59,8 @@ def test_defaults() -> None:
 def test_fast_defaults_for_websockets() -> None:
     found = options()
     assert found["loop"] == "uvloop"
-    assert found["http"] == "httptools"
-    assert found["ws"] in ("websockets-sansio", "nexios.server:NexiosWebSocketProtocol")
+    assert found["http"] == "nexios.server:GuardedHttpToolsProtocol"
+    assert found["ws"] == "nexios.server:PicowsWebSocketProtocol"
 
 
 def test_flags() -> None:

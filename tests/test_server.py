@@ -1,34 +1,23 @@
-"""nexios.server: hand-built frames parse as websockets frames; the sink under real uvicorn."""
+"""nexios.server: hand-built frames parse as websockets frames; which wire ``nexios run`` picks.
+
+The wires themselves are tested under real uvicorn in ``tests/test_wire*.py``.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import importlib
+from importlib.metadata import PackageNotFoundError
 from typing import Any
 
 import pytest
-import uvicorn
 import websockets
-from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
 import nexios.server
-from nexios.server import (
-    FRAMES_EXTENSION,
-    FrameSink,
-    NexiosWebSocketProtocol,
-    build_frame,
-    frame_once_protocol_path,
-)
-
-pytestmark = pytest.mark.anyio
-
-App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-_TIMEOUT = 5.0
+import nexios.wire
+from nexios.server import build_frame, default_http_protocol, default_ws_protocol
 
 
 def _client_parse(data: bytes) -> list[Frame]:
@@ -71,147 +60,71 @@ def test_frames_concatenate_into_a_stream() -> None:
     ]
 
 
-# ---------------------------------------------------------------------- version pin
+# ---------------------------------------------------------------------- wire choice
 
 
-def test_protocol_path_offered_for_the_tested_uvicorn() -> None:
-    assert uvicorn.__version__.startswith("0.54")
-    assert frame_once_protocol_path() == "nexios.server:NexiosWebSocketProtocol"
+def _installed(monkeypatch: pytest.MonkeyPatch, **versions: str | None) -> None:
+    real = nexios.wire.version
+
+    def fake(package: str) -> str:
+        if package in versions:
+            found = versions[package]
+            if found is None:
+                raise PackageNotFoundError(package)
+            return found
+        return real(package)
+
+    monkeypatch.setattr(nexios.wire, "version", fake)
 
 
-@pytest.mark.parametrize("version", ["0.53.9", "0.55.0", "1.0.0"])
-def test_protocol_path_withheld_outside_the_tested_range(
-    version: str, monkeypatch: pytest.MonkeyPatch
+def test_installed_versions_get_the_compiled_wire_and_the_guarded_http() -> None:
+    assert default_ws_protocol() == "nexios.server:PicowsWebSocketProtocol"
+    assert default_http_protocol() == "nexios.server:GuardedHttpToolsProtocol"
+    assert nexios.server.frame_once_protocol_path() == "nexios.server:NexiosWebSocketProtocol"
+
+
+@pytest.mark.parametrize("picows", ["2.2.9", "2.4.0", "3.0", None])
+def test_untested_or_missing_picows_falls_back_to_the_hardened_protocol(
+    picows: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(nexios.server.uvicorn, "__version__", version)
-    assert frame_once_protocol_path() is None
+    _installed(monkeypatch, picows=picows)
+    assert default_ws_protocol() == "nexios.server:NexiosWebSocketProtocol"
+    assert default_http_protocol() == "nexios.server:GuardedHttpToolsProtocol"
+
+
+def test_picows_that_does_not_load_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.import_module
+
+    def broken(name: str, package: str | None = None) -> Any:
+        if name.startswith("picows"):
+            raise ImportError("libpicows: cannot open shared object file")
+        return real(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert default_ws_protocol() == "nexios.server:NexiosWebSocketProtocol"
+
+
+@pytest.mark.parametrize("uvicorn", ["0.53.9", "0.55.0", "1.0.0"])
+def test_untested_uvicorn_gets_uvicorns_own_protocols(
+    uvicorn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _installed(monkeypatch, uvicorn=uvicorn)
+    assert default_ws_protocol() == "websockets-sansio"
+    assert default_http_protocol() == "httptools"
+    assert nexios.server.frame_once_protocol_path() is None
+
+
+def test_protocol_paths_import() -> None:
+    from uvicorn.importer import import_from_string
+
+    for path in (
+        default_ws_protocol(),
+        default_http_protocol(),
+        "nexios.server:NexiosWebSocketProtocol",
+    ):
+        assert isinstance(import_from_string(path), type), path
 
 
 def test_exports() -> None:
     for name in nexios.server.__all__:
         assert hasattr(nexios.server, name), name
-
-
-# ---------------------------------------------------------------------- real uvicorn
-
-
-@contextlib.asynccontextmanager
-async def serve(app: App, **options: Any) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn with our protocol on this loop; yield its ws:// URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        ws=NexiosWebSocketProtocol,
-        http="h11",
-        lifespan="off",
-        log_level="warning",
-        ws_per_message_deflate=options.pop("ws_per_message_deflate", False),
-        **options,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(_TIMEOUT):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield f"ws://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(_TIMEOUT):
-            await task
-        sock.close()
-
-
-def _sink(scope: dict[str, Any]) -> FrameSink | None:
-    sink: FrameSink | None = scope.get("extensions", {}).get(FRAMES_EXTENSION)
-    return sink
-
-
-async def test_sink_frames_interleave_with_asgi_sends() -> None:
-    big = bytes(range(256)) * 300  # 76,800 bytes: a 64-bit length
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        sink = _sink(scope)
-        assert sink is not None
-        assert await receive() == {"type": "websocket.connect"}
-        assert not sink.write(build_frame(b"too early", text=True))  # before accept
-        await send({"type": "websocket.accept"})
-        await receive()
-        await send({"type": "websocket.send", "text": "1 asgi"})
-        assert sink.write(build_frame("2 sink é".encode(), text=True))
-        await send({"type": "websocket.send", "bytes": b"3 asgi"})
-        assert sink.write(build_frame(big, text=False))
-        assert sink.write(build_frame(b"", text=True))
-        await send({"type": "websocket.send", "text": "6 asgi"})
-        assert sink.buffered() >= 0
-        await receive()
-
-    async with serve(app) as url, connect(url, compression=None) as client:
-        await client.send("go")
-        received = [await client.recv() for _ in range(6)]
-
-    assert received == ["1 asgi", "2 sink é", b"3 asgi", big, "", "6 asgi"]
-
-
-async def test_sink_refuses_after_close() -> None:
-    results: list[bool] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        sink = _sink(scope)
-        assert sink is not None
-        await receive()
-        await send({"type": "websocket.accept"})
-        assert not sink.closed
-        await send({"type": "websocket.close", "code": 1000})
-        results.extend([sink.closed, sink.write(build_frame(b"late", text=True))])
-
-    async with serve(app) as url, connect(url, compression=None) as client:
-        with pytest.raises(websockets.ConnectionClosedOK):
-            await client.recv()
-
-    assert results == [True, False]
-
-
-async def test_extension_absent_when_deflate_is_negotiated() -> None:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await receive()
-        await send({"type": "websocket.accept"})
-        offered = FRAMES_EXTENSION in scope.get("extensions", {})
-        await send({"type": "websocket.send", "text": f"sink={offered}"})
-        await receive()
-
-    async with serve(app, ws_per_message_deflate=True) as url:
-        async with connect(url, compression="deflate") as client:
-            assert await client.recv() == "sink=False"
-        # The server allows deflate but this client did not ask: frames stay plain.
-        async with connect(url, compression=None) as client:
-            assert await client.recv() == "sink=True"
-
-
-async def test_abort_disconnects_the_peer_and_the_app() -> None:
-    app_saw: list[dict[str, Any]] = []
-    after_abort: list[bool] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        sink = _sink(scope)
-        assert sink is not None
-        await receive()
-        await send({"type": "websocket.accept"})
-        await receive()
-        sink.abort()
-        after_abort.extend([sink.closed, sink.write(build_frame(b"gone", text=True))])
-        app_saw.append(await receive())
-
-    async with serve(app) as url, connect(url, compression=None) as client:
-        await client.send("abort, please")
-        with pytest.raises(websockets.ConnectionClosedError):
-            async with asyncio.timeout(_TIMEOUT):
-                await client.recv()
-
-    assert after_abort == [True, False]
-    assert app_saw and app_saw[0]["type"] == "websocket.disconnect"

@@ -32,11 +32,15 @@ __all__ = [
     "limits_from_env",
 ]
 
-_SCHEMES = "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, redis://, rediss://"
+_SCHEMES = (
+    "memory://, sqlite:///relative/path.db, sqlite:////absolute/path.db, redis://, rediss://, "
+    "redis+cluster://host:port[,host:port...], rediss+cluster://"
+)
 
 
 def history_from_url(url: str, *, limits: HistoryLimits | None = None) -> HistoryStore:
-    """The store for ``url``: ``memory://``, ``sqlite:///path.db`` or ``redis://...``.
+    """The store for ``url``: ``memory://``, ``sqlite:///path.db``, ``redis://...`` or
+    ``redis+cluster://host:port[,host:port...]`` (a Redis Cluster).
 
     As in SQLAlchemy, ``sqlite:///data/h.db`` is the relative path ``data/h.db`` and
     ``sqlite:////var/lib/h.db`` the absolute path ``/var/lib/h.db``.
@@ -55,7 +59,7 @@ def history_from_url(url: str, *, limits: HistoryLimits | None = None) -> Histor
                 "or sqlite:////absolute/path.db (an empty host, then the path)"
             )
         return SqliteHistoryStore(path, limits)
-    elif scheme in ("redis", "rediss"):
+    elif scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         from nexios.history.redis import RedisHistoryStore
 
         return RedisHistoryStore(url, limits=limits)

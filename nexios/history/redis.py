@@ -19,6 +19,12 @@ numbering hash and its (count-bounded) stream for good. Reads are Lua scripts as
 so the entries, ``first_seq``, ``last_seq`` and ``epoch`` of a page come from one
 snapshot. When Redis loses the data (restart without persistence, ``FLUSHALL``), the
 next append creates a new epoch.
+
+On a Redis Cluster (``redis+cluster://host:port[,host:port...]``) the same keys live in
+the group's hash slot, and the numbering also records which primary made it: the first
+append after a failover (a promoted replica may lack the last appends, whose seqs members
+already received) or after the slot moved to another primary starts a new epoch, so that
+no seq is ever given to two messages. ``groups()`` and ``clear()`` scan every primary.
 """
 
 from __future__ import annotations
@@ -31,14 +37,12 @@ import orjson
 
 from nexios._redis import (
     DEFAULT_TIMEOUT,
-    CommandQueue,
+    Backend,
     KeySpace,
-    client_from_url,
+    backend_from_url,
     driver_errors,
     load_script,
     redact_url,
-    redis_address,
-    server_identity,
     text_of,
 )
 from nexios.exceptions import HistoryStoreError
@@ -65,7 +69,6 @@ __all__ = [
 ]
 
 _READ_PAGE = 200
-_SCAN_COUNT = 1000
 _APPEND = load_script("history_append")
 _READ = load_script("history_read")
 SCRIPTS = (_APPEND, _READ)
@@ -85,10 +88,12 @@ class RedisHistoryStore(HistoryStore):
         self.url = url
         self.limits = limits or HistoryLimits()
         self.key_prefix = key_prefix
-        client = client_from_url(url, timeout=timeout, scripts=SCRIPTS)
-        self._address = redis_address(client)
-        self._queue = CommandQueue(client, timeout=timeout, scripts=SCRIPTS)
-        self.keyspace = KeySpace(server_identity(client), key_prefix)
+        self._backend: Backend = backend_from_url(
+            url, timeout=timeout, scripts=SCRIPTS, key_prefix=key_prefix
+        )
+        self._address = self._backend.address
+        self._queue = self._backend.queue
+        self.keyspace: KeySpace = self._backend.keyspace
         """Where this store's keys live; a Redis layer with the same key space appends and
         publishes in one script (``RedisLayer.publish_saved``)."""
 
@@ -115,10 +120,12 @@ class RedisHistoryStore(HistoryStore):
         check_group_name(group)
         check_append_args(kind, data, idempotency_key, seq_field)
         with self._errors(f"append to the history of {group!r}"):
+            await self._backend.ready()
             reply = await self._queue.script(
                 _APPEND,
                 append_keys(self.keyspace, group, idempotency_key),
-                append_args(self.limits, kind, data, new_epoch(), idempotency_key, seq_field),
+                append_args(self._backend, self.limits, kind, data, idempotency_key, seq_field),
+                **self._backend.at(group),
             )
         return entry_from_append(group, kind, data, reply, seq_field)
 
@@ -137,6 +144,7 @@ class RedisHistoryStore(HistoryStore):
         checked = epoch is not None and not (epoch == "" and since == 0)
         max_age = 0 if self.limits.max_age is None else max(1, round(self.limits.max_age * 1000))
         with self._errors(f"read the history of {group!r}"):
+            await self._backend.ready()
             last, first, current, flat = await self._queue.script(
                 _READ,
                 [self.keyspace.meta(group), self.keyspace.stream(group)],
@@ -149,6 +157,7 @@ class RedisHistoryStore(HistoryStore):
                     "1" if checked else "0",
                 ],
                 ordered=False,
+                **self._backend.at(group),
             )
         current = text_of(current)
         entries = [
@@ -174,24 +183,8 @@ class RedisHistoryStore(HistoryStore):
 
     async def _streams(self) -> list[bytes]:
         """Every group's stream key (``SCAN``: cost grows with the keyspace, admin use)."""
-        keys: list[bytes] = []
-        cursor: Any = 0
         with self._errors("list the history groups"):
-            while True:
-                cursor, found = await self._queue.call(
-                    "SCAN",
-                    cursor,
-                    "MATCH",
-                    self.keyspace.stream_pattern(),
-                    "COUNT",
-                    _SCAN_COUNT,
-                    "TYPE",
-                    "stream",
-                    ordered=False,
-                )
-                keys.extend(found)
-                if int(cursor) == 0:
-                    return keys
+            return await self._backend.scan(self.keyspace.stream_pattern(), "stream")
 
     async def groups(self) -> list[str]:
         # A stream expires with its last entry (PEXPIRE max_age on every append) and is
@@ -206,26 +199,36 @@ class RedisHistoryStore(HistoryStore):
             # one key per DEL: a multi-key DEL would cross cluster slots
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
-                await asyncio.gather(*(self._queue.call("DEL", key) for key in chunk))
+                await asyncio.gather(
+                    *(
+                        self._queue.call(
+                            "DEL",
+                            key,
+                            **self._backend.at(self.keyspace.group_of_stream(key)),
+                        )
+                        for key in chunk
+                    )
+                )
 
     async def close(self) -> None:
         """Close the connections; a later call connects again."""
-        await self._queue.close()
+        await self._backend.close()
 
 
 def append_args(
+    backend: Backend,
     limits: HistoryLimits,
     kind: str,
     data: bytes,
-    epoch: str,
     idempotency_key: str | None,
     seq_field: str | None = None,
 ) -> list[Any]:
-    """ARGV[1..7] of ``append_entry.lua``."""
+    """ARGV[1..8] of ``append_entry.lua`` (with a fresh epoch, used if the group needs one)."""
     max_age = 0 if limits.max_age is None else max(1, round(limits.max_age * 1000))
     window = 0 if idempotency_key is None else max(1, round(limits.idempotency_window * 1000))
     field = b"" if seq_field is None else orjson.dumps(seq_field)
-    return [kind, data, limits.max_entries, max_age, epoch, window, field]
+    node_check = "1" if backend.cluster else "0"
+    return [kind, data, limits.max_entries, max_age, new_epoch(), window, field, node_check]
 
 
 def append_keys(keys: KeySpace, group: str, idempotency_key: str | None) -> list[str]:

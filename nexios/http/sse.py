@@ -33,10 +33,24 @@ from nexios.http.datastructures import Send
 from nexios.http.request import Request
 from nexios.http.responses import Background, StreamingResponse
 
-__all__ = ["EventSourceResponse", "ServerSentEvent", "last_event_id"]
+__all__ = [
+    "DEFAULT_PING_INTERVAL",
+    "EventSourceResponse",
+    "ServerSentEvent",
+    "last_event_id",
+    "stream_headers",
+]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 DEFAULT_PING_INTERVAL = 15.0
+"""Seconds without an event after which a keep-alive comment is sent."""
+
+
+def stream_headers(headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An event stream's headers: not cached, not buffered by proxies, plus ``headers``."""
+    merged = {"cache-control": "no-store", "x-accel-buffering": "no"}
+    merged.update({name.lower(): value for name, value in (headers or {}).items()})
+    return merged
 
 
 class ServerSentEvent:
@@ -144,9 +158,7 @@ class EventSourceResponse(StreamingResponse):
     ) -> None:
         if ping_interval is not None and ping_interval <= 0:
             raise ValueError(f"ping_interval must be > 0 seconds or None, got {ping_interval!r}.")
-        merged = {"cache-control": "no-store", "x-accel-buffering": "no"}
-        merged.update({name.lower(): value for name, value in (headers or {}).items()})
-        super().__init__(content, status_code, merged, background=background)
+        super().__init__(content, status_code, stream_headers(headers), background=background)
         self.idle_interval = ping_interval
         self.retry = retry
         self.body_iterator = self._encode(self.body_iterator)

@@ -9,9 +9,10 @@ same bytes to the layer so that other processes deliver it to theirs. A layer:
   and the history store share a server), or publishes it once per idempotency key
   (:meth:`~ChannelLayer.publish_once`);
 - calls the receiver for messages that *other* processes published to groups this
-  process subscribed to: synchronously, from one task, in the order the broker
-  delivers them (so a group's messages arrive in publish order); a receiver must not
-  block, and an exception it raises is logged, never stops delivery;
+  process subscribed to: synchronously, from the task that reads the broker connection
+  carrying the group (one for a single Redis, one per primary on a Redis Cluster), in
+  the order the broker delivers them (so a group's messages arrive in publish order); a
+  receiver must not block, and an exception it raises is logged, never stops delivery;
 - subscribes/unsubscribes groups (the runtime subscribes on the first local member and
   unsubscribes after the last), and tells ``on_link`` when its link to the broker went
   down and when it is back with every group subscribed again: messages published in
@@ -24,8 +25,8 @@ Group names are checked (:func:`~nexios.history.base.check_group_name`) before a
 state changes: a name that is not valid UTF-8 or is longer than 1024 bytes raises
 :class:`~nexios.exceptions.ConfigurationError` and leaves no trace.
 
-Implementations: :mod:`nexios.layers.memory` (one process, the default) and
-:mod:`nexios.layers.redis`.
+Implementations: :mod:`nexios.layers.memory` (one process, the default),
+:mod:`nexios.layers.redis` (one Redis server) and :mod:`nexios.layers.redis_cluster`.
 """
 
 from __future__ import annotations

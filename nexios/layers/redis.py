@@ -6,14 +6,15 @@ few connections, and writes run in the order they were made. A join storm is the
 a few pipelines, not thousands of connections fighting over a pool, and waiting in the
 queue is never reported as an outage.
 
-Receiving uses ONE pub/sub connection per layer, read by one task that calls the
-receiver synchronously, in the order Redis delivers (a group's messages arrive in
-publish order). A group is the channel ``{prefix}:{g:<group>}``. Concurrent
-``subscribe`` calls are coalesced into multi-channel ``SUBSCRIBE`` commands, and calls
-for a group already being subscribed wait for that one confirmation. Delivery is at
-most once: what other processes publish while the link is down is lost; ``on_link``
-tells the runtime when the link went down and when it is back with every group
-subscribed again, so that it can fill the gap from history.
+Receiving uses ONE pub/sub connection per layer (a :class:`~nexios.layers._pubsub.Link`),
+read by one task that calls the receiver synchronously, in the order Redis delivers (a
+group's messages arrive in publish order). A group is the channel
+``{prefix}:{g:<group>}``. Concurrent ``subscribe`` calls are coalesced into
+multi-channel ``SUBSCRIBE`` commands, and calls for a group already being subscribed
+wait for that one confirmation. Delivery is at most once: what other processes publish
+while the link is down is lost; ``on_link`` tells the runtime when the link went down and
+when it is back with every group subscribed again, so that it can fill the gap from
+history.
 
 Saved messages: when the history store is this layer's Redis store (same server, same
 key prefix), :meth:`RedisLayer.publish_saved` numbers, stores and publishes in one Lua
@@ -30,6 +31,8 @@ server milliseconds) and a hash ``...:pi`` (channel id -> info); one index ``{pr
 holds every entry (``group \\xff channel id``) scored by expiry, so reaping reads only
 what expired. Every presence operation is one Lua script that reads the server's clock:
 expiry is judged by one clock, so the processes' clocks never have to agree.
+
+A Redis Cluster (``redis+cluster://``) is :mod:`nexios.layers.redis_cluster`, a subclass.
 """
 
 from __future__ import annotations
@@ -38,32 +41,19 @@ import asyncio
 import dataclasses
 import enum
 import logging
-import random
-import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from nexios._redis import (
     DEFAULT_TIMEOUT,
-    LINK_ERRORS,
-    CommandQueue,
-    KeySpace,
-    LoopClock,
-    bounded,
-    client_from_url,
-    describe_error,
+    Backend,
+    ServerBackend,
     driver_errors,
+    is_cluster_url,
     load_script,
     redact_url,
-    redis_address,
-    server_identity,
     text_of,
 )
 from nexios.exceptions import (
@@ -80,10 +70,10 @@ from nexios.history.base import (
     check_group_name,
     check_idempotency_key,
     is_group_name,
-    new_epoch,
 )
 from nexios.history.redis import RedisHistoryStore, append_args, append_keys, entry_from_append
 from nexios.layers import base
+from nexios.layers._pubsub import Link
 from nexios.layers.base import (
     ChannelLayer,
     LayerHealth,
@@ -97,21 +87,17 @@ from nexios.layers.base import (
     wire_header,
 )
 
-__all__ = ["RedisLayer"]
+__all__ = ["SCRIPTS", "RedisLayer", "chunks", "records_of", "ttl_ms"]
 
 logger = logging.getLogger("nexios.layers.redis")
 
 DEFAULT_PING_INTERVAL = 1.0
-_BACKOFF_BASE = 0.05
-_BACKOFF_MAX = 2.0
-_SUBSCRIBE_CHUNK = 500
-_SCRIPT_CHUNK = 500
-_REAP_LIMIT = 500
+SCRIPT_CHUNK = 500
+"""Entries per presence script (heartbeat, refresh)."""
+REAP_LIMIT = 500
 """Expired members one reap script removes, so one script never blocks Redis for long."""
-_REAP_ROUNDS = 20
+REAP_ROUNDS = 20
 """Reap scripts per ``presence_reap`` call; what is left waits for the next call."""
-
-_READER_ERRORS: tuple[type[BaseException], ...] = (*LINK_ERRORS, RedisError)
 
 _PUBLISH_SAVED = load_script("publish_saved")
 _PUBLISH_ONCE = load_script("publish_once")
@@ -131,14 +117,12 @@ SCRIPTS = (
     _PRESENCE_HEARTBEAT,
     _PRESENCE_REAP,
 )
+"""The scripts every connection of a Redis layer loads."""
 
 _T = TypeVar("_T")
 
-# A pub/sub command the server has to confirm: (command, channel, future of the caller).
-_Pending = tuple[bytes, bytes, "asyncio.Future[bool] | None"]
 
-
-def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -147,7 +131,7 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-def _ttl_ms(ttl: float) -> int:
+def ttl_ms(ttl: float) -> int:
     if ttl <= 0:
         raise ValueError(f"presence ttl must be positive seconds, got {ttl!r}")
     return max(1, round(ttl * 1000))
@@ -191,39 +175,42 @@ class RedisLayer(ChannelLayer):
         self.idempotency_window = self._history_limits.idempotency_window
         self._timeout = timeout
         self._ping_interval = ping_interval
-        self._client = client_from_url(url, timeout=timeout, scripts=SCRIPTS)
-        self._queue = CommandQueue(self._client, timeout=timeout, scripts=SCRIPTS)
-        self._address = redis_address(self._client)
-        self.keyspace = KeySpace(server_identity(self._client), key_prefix)
+        self._backend = self._new_backend(url, timeout, key_prefix)
+        self._queue = self._backend.queue
+        self._address = self._backend.address
+        self.keyspace = self._backend.keyspace
         """Where this layer's keys live (see :class:`nexios._redis.KeySpace`)."""
 
         self._state = _State.NEW
         self._receiver: Receiver | None = None
         self._on_link: LinkListener | None = None
         self._groups: set[str] = set()
-        self._reader: asyncio.Task[None] | None = None
-        self._conn: AbstractConnection | None = None
-        # Serialises writes on the pub/sub connection (reader PINGs, (un)subscribes).
-        self._send_lock = asyncio.Lock()
-        # Channels the server confirmed on the current connection.
-        self._active: set[bytes] = set()
-        # Per channel, the latest SUBSCRIBE not yet confirmed: later calls wait for it.
-        self._pending: dict[bytes, asyncio.Future[bool]] = {}
-        # Commands not yet sent, then sent and awaiting confirmation (Redis confirms
-        # each channel, in order).
-        self._outgoing: list[_Pending] = []
-        self._expected: deque[_Pending] = deque()
-        self._flusher: asyncio.Task[None] | None = None
-        # Confirmations still due for the re-subscription after a (re)connect.
-        self._resubscribing = 0
-        self._up = asyncio.Event()
-        self._connected = False
-        self._was_up = False
-        self._reconnects = 0
-        self._last_error: str | None = None
-        self._down_since: float | None = None
-        self._down_since_monotonic: float | None = None
         self._undecodable = 0
+
+    def _new_backend(self, url: str, timeout: float, key_prefix: str) -> Backend:
+        if is_cluster_url(url):
+            raise ConfigurationError(
+                f"{redact_url(url)!r} names a Redis Cluster: use RedisClusterLayer "
+                "(nexios.layers.redis_cluster), or layer_from_url, which picks it."
+            )
+        backend = ServerBackend(url, timeout=timeout, scripts=SCRIPTS, key_prefix=key_prefix)
+        self._link = self._new_link(backend.address, backend.pubsub_connection, sharded=False)
+        return backend
+
+    def _new_link(
+        self, name: str, connect: Callable[[], AbstractConnection], *, sharded: bool
+    ) -> Link:
+        return Link(
+            name,
+            connect,
+            sharded=sharded,
+            timeout=self._timeout,
+            ping_interval=self._ping_interval,
+            on_message=self._deliver,
+            on_up=self._link_up,
+            on_down=self._link_down,
+            on_moved=self._moved,
+        )
 
     @property
     def origin(self) -> bytes:
@@ -252,19 +239,37 @@ class RedisLayer(ChannelLayer):
         self._receiver = receiver
         self._on_link = on_link
         self._state = _State.STARTED
-        self._was_up = False
-        self._reader = asyncio.create_task(self._run(), name=f"nexios-redis-reader-{self._address}")
         try:
-            async with bounded(self._timeout):
-                await self._up.wait()
-        except TimeoutError:
-            error = self._last_error or "no answer"
+            error = await self._connect_links()
+        except BaseException:
+            await self.stop()
+            raise
+        if error is not None:
             await self.stop()
             raise BackendUnavailableError(
                 f"Redis at {self._address} is unreachable ({error}): could not start the "
                 f"channel layer for {redact_url(self.url)}. Start redis-server or fix "
                 "NEXIOS_CHANNELS_URL."
-            ) from None
+            )
+
+    async def _connect_links(self) -> str | None:
+        """Start the pub/sub link(s) and wait until up: None, or what went wrong.
+
+        Raises ConfigurationError when the server is a Redis Cluster node: one-server
+        commands would meet ``MOVED`` for most groups.
+        """
+        self._link.start()
+        if not await self._link.wait_up():
+            return self._link.last_error or "no answer"
+        with self._errors("start the channel layer"):
+            info = await self._queue.call("INFO", "cluster")  # redis-py parses it: a dict
+        if int(info.get("cluster_enabled", 0)):
+            raise ConfigurationError(
+                f"Redis at {self._address} is a node of a Redis Cluster: write "
+                f"redis+cluster://{self._address} (any nodes, comma-separated) in "
+                "NEXIOS_CHANNELS_URL instead of redis://."
+            )
+        return None
 
     async def stop(self) -> None:
         if self._state is _State.STOPPED:
@@ -272,15 +277,11 @@ class RedisLayer(ChannelLayer):
         self._state = _State.STOPPED
         # Closing the pub/sub connection unsubscribes everything on the server.
         self._groups.clear()
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.wait({reader}, timeout=self._timeout)
-        self._release_waiters()
-        self._connected = False
-        self._up.clear()
-        self._down_since = self._down_since_monotonic = None
-        await self._queue.close()
+        await self._close_links()
+        await self._backend.close()
+
+    async def _close_links(self) -> None:
+        await self._link.stop()
 
     def _check_open(self) -> None:
         if self._state is _State.STOPPED:
@@ -295,96 +296,33 @@ class RedisLayer(ChannelLayer):
 
         While the link is down the group is only recorded (False): the reader subscribes
         it as soon as the link is back, so a join never fails because of the broker.
-        Concurrent calls are sent as one multi-channel ``SUBSCRIBE``; calls for a group
-        already being subscribed wait for the same confirmation.
+        Concurrent calls are sent together; calls for a group already being subscribed
+        wait for the same confirmation.
         """
         check_group_name(group)
         self._check_open()
-        channel = self.keyspace.channel(group)
-        if group in self._groups and channel in self._active and channel not in self._pending:
-            return True
         self._groups.add(group)
-        if self._conn is None:
+        link = self._link_for(group)
+        if link is None:
             return False
-        waiter = self._pending.get(channel)
-        if waiter is None:
-            waiter = self._pending[channel] = asyncio.get_running_loop().create_future()
-            self._send(b"SUBSCRIBE", channel, waiter)
-        # shield: one caller giving up must not cancel the others' confirmation
-        return await asyncio.shield(waiter)
+        return await link.subscribe(self.keyspace.channel(group))
 
     async def unsubscribe(self, group: str) -> None:
         """Stop delivering the group at once; tell Redis if the link is up."""
         if group not in self._groups:
             return  # never subscribed (or not a valid name): nothing to undo
         self._groups.discard(group)
-        channel = self.keyspace.channel(group)
-        # A later subscribe must send its own SUBSCRIBE, after this UNSUBSCRIBE.
-        self._pending.pop(channel, None)
-        if self._conn is not None:
-            self._send(b"UNSUBSCRIBE", channel, None)
+        link = self._link_leaving(group)
+        if link is not None:
+            link.unsubscribe(self.keyspace.channel(group))
 
-    def _send(self, command: bytes, channel: bytes, waiter: asyncio.Future[bool] | None) -> None:
-        self._outgoing.append((command, channel, waiter))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush(), name="nexios-redis-subscribe"
-            )
+    def _link_for(self, group: str) -> Link | None:
+        """The link that carries ``group`` (None: not known yet)."""
+        return self._link
 
-    async def _flush(self) -> None:
-        """Send the queued (un)subscribes, consecutive ones of a kind as one command."""
-        try:
-            async with self._send_lock:
-                while self._outgoing:
-                    batch, self._outgoing = self._outgoing, []
-                    conn = self._conn
-                    if conn is None:
-                        return  # the link went down; the reconnect subscribes every group
-                    for run in _runs(batch):
-                        if self._conn is not conn:
-                            return  # went down meanwhile; the reconnect redoes every group
-                        self._expected.extend(run)
-                        async with bounded(self._timeout):
-                            await conn.send_command(
-                                run[0][0], *(channel for _, channel, _ in run), check_health=False
-                            )
-        except LINK_ERRORS:
-            pass  # the reader notices the broken link and re-subscribes every group
-        finally:
-            self._flusher = None
-
-    def _confirmed(self, kind: bytes, channel: bytes) -> None:
-        """Redis confirmed a (un)subscribe of ``channel``: settle the call that sent it."""
-        if not self._expected:
-            return
-        # Redis confirms every channel of every command, in order: this is the oldest.
-        _, _, waiter = self._expected.popleft()
-        if self._resubscribing:
-            self._resubscribing -= 1
-            if not self._resubscribing:
-                self._link_up()
-        if kind == b"subscribe":
-            self._active.add(channel)
-            if waiter is not None:
-                if self._pending.get(channel) is waiter:
-                    del self._pending[channel]
-                if not waiter.done():
-                    waiter.set_result(True)
-        else:
-            self._active.discard(channel)
-
-    def _release_waiters(self) -> None:
-        """The link is gone: pending (un)subscribes end; the reconnect redoes every group."""
-        waiters = [*self._pending.values(), *(w for _, _, w in self._expected)]
-        waiters += [w for _, _, w in self._outgoing]
-        for waiter in waiters:
-            if waiter is not None and not waiter.done():
-                waiter.set_result(False)
-        self._pending.clear()
-        self._expected.clear()
-        self._outgoing.clear()
-        self._active.clear()
-        self._resubscribing = 0
+    def _link_leaving(self, group: str) -> Link | None:
+        """The link that carried ``group``, which is leaving."""
+        return self._link
 
     # -- publish -------------------------------------------------------------------------
 
@@ -393,7 +331,12 @@ class RedisLayer(ChannelLayer):
         self._check_open()
         raw = encode_wire(dataclasses.replace(message, origin=self.origin))
         with self._errors(f"publish to group {group!r}: nothing was sent"):
-            receivers = await self._queue.call("PUBLISH", self.keyspace.channel(group), raw)
+            receivers = await self._queue.call(
+                self._backend.publish_command,
+                self.keyspace.channel(group),
+                raw,
+                **self._backend.at(group),
+            )
         return int(receivers)
 
     async def publish_saved(
@@ -420,11 +363,19 @@ class RedisLayer(ChannelLayer):
         check_group_name(group)
         check_append_args(kind, data, idempotency_key, seq_field)
         self._check_open()
-        args = append_args(history.limits, kind, data, new_epoch(), idempotency_key, seq_field)
-        args += [self.keyspace.channel(group), wire_header(kind, self.origin, None)]
+        backend = self._backend
+        args = append_args(backend, history.limits, kind, data, idempotency_key, seq_field)
+        args += [
+            backend.publish_command,
+            self.keyspace.channel(group),
+            wire_header(kind, self.origin, None),
+        ]
         with self._errors(f"save and publish to group {group!r}", HistoryStoreError):
             reply = await self._queue.script(
-                _PUBLISH_SAVED, append_keys(self.keyspace, group, idempotency_key), args
+                _PUBLISH_SAVED,
+                append_keys(self.keyspace, group, idempotency_key),
+                args,
+                **backend.at(group),
             )
         entry = entry_from_append(group, kind, data, reply, seq_field)
         receivers = int(reply[4]) if len(reply) > 4 else 0
@@ -444,119 +395,12 @@ class RedisLayer(ChannelLayer):
             duplicate, receivers = await self._queue.script(
                 _PUBLISH_ONCE,
                 [self.keyspace.unsaved_key(group, idempotency_key)],
-                [window, self.keyspace.channel(group), raw],
+                [window, self.keyspace.channel(group), raw, self._backend.publish_command],
+                **self._backend.at(group),
             )
         return PublishResult(int(receivers), duplicate=bool(int(duplicate)))
 
-    # -- the reader ----------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        delay = _BACKOFF_BASE
-        while True:
-            conn: AbstractConnection | None = None
-            try:
-                conn = self._new_pubsub_connection()
-                await self._open(conn)
-                await self._listen(conn)
-            except _READER_ERRORS as exc:
-                if self._connected:
-                    delay = _BACKOFF_BASE
-                self._link_down(exc)
-            except Exception as exc:  # a bug must not silently end cross-process delivery
-                logger.exception("Redis channel layer reader failed; reconnecting")
-                if self._connected:
-                    delay = _BACKOFF_BASE
-                self._link_down(exc)
-            finally:
-                self._conn = None
-                if conn is not None:
-                    await conn.disconnect(nowait=True)
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, _BACKOFF_MAX)
-
-    def _new_pubsub_connection(self) -> AbstractConnection:
-        pool = self._client.connection_pool
-        kwargs: dict[str, Any] = dict(pool.connection_kwargs)
-        kwargs.pop("redis_connect_func", None)  # no scripts on this connection
-        # RESP2 so that pub/sub messages are plain replies; no retries: the reader
-        # owns reconnecting, and health checks are its own PINGs. No socket timeout:
-        # every wait below has its own bound.
-        kwargs.update(
-            protocol=2,
-            decode_responses=False,
-            health_check_interval=0,
-            retry=Retry(NoBackoff(), 0),
-            socket_timeout=None,
-            socket_connect_timeout=None,
-            maint_notifications_config=None,
-            maint_notifications_pool_handler=None,
-        )
-        connection: AbstractConnection = pool.connection_class(**kwargs)
-        return connection
-
-    async def _open(self, conn: AbstractConnection) -> None:
-        async with bounded(self._timeout):
-            await conn.connect()  # type: ignore[no-untyped-call]
-            await conn.send_command("PING", check_health=False)
-            await conn.read_response()
-        async with self._send_lock:
-            # From here subscribe() queues its SUBSCRIBE (sent after these); a group it
-            # added before is in the snapshot below.
-            self._conn = conn
-            self._expected.clear()
-            channels = [self.keyspace.channel(group) for group in self._groups]
-            self._resubscribing = len(channels)
-            for chunk in _chunks(channels, _SUBSCRIBE_CHUNK):
-                self._expected.extend((b"SUBSCRIBE", channel, None) for channel in chunk)
-                async with bounded(self._timeout):
-                    await conn.send_command("SUBSCRIBE", *chunk, check_health=False)
-        if not channels:
-            self._link_up()
-
-    async def _listen(self, conn: AbstractConnection) -> None:
-        loop = asyncio.get_running_loop()
-        clock = LoopClock.of(loop)
-        last_reply = loop.time()
-        ping_sent: float | None = None
-        busy_at_ping = 0.0
-        try:
-            while True:
-                now = loop.time()
-                if ping_sent is None:
-                    wait = last_reply + self._ping_interval - now
-                    if wait <= 0:
-                        async with self._send_lock, bounded(self._timeout):
-                            await conn.send_command("PING", check_health=False)
-                        ping_sent, busy_at_ping = now, clock.busy
-                        clock.acquire()
-                        continue
-                else:
-                    # Only time the loop was free counts: a busy loop may not have read
-                    # a PONG that is already here.
-                    waited = now - ping_sent - (clock.busy - busy_at_ping)
-                    wait = self._timeout - waited
-                    if wait <= 0:
-                        raise RedisTimeoutError(f"no answer to PING within {self._timeout:g} s")
-                reply = await conn.read_response(timeout=wait, disconnect_on_error=False)
-                if reply is None:  # the read timed out: PING, or give up, above
-                    continue
-                last_reply = loop.time()
-                if ping_sent is not None:
-                    ping_sent = None
-                    clock.release()
-                self._handle(reply)
-        finally:
-            if ping_sent is not None:
-                clock.release()
-
-    def _handle(self, reply: Any) -> None:
-        if not isinstance(reply, list) or len(reply) < 3:
-            return  # PONG
-        kind = reply[0]
-        if kind == b"message":
-            self._deliver(reply[1], reply[2])
-        elif kind in (b"subscribe", b"unsubscribe"):
-            self._confirmed(kind, reply[1])
+    # -- what the links report -------------------------------------------------------------
 
     def _deliver(self, channel: bytes, raw: bytes) -> None:
         group = self.keyspace.group_of_channel(channel)
@@ -581,42 +425,15 @@ class RedisLayer(ChannelLayer):
         except Exception:
             logger.exception("The channel layer receiver failed for group %r", group)
 
-    def _link_up(self) -> None:
-        self._connected = True
-        self._up.set()
-        back = self._was_up
-        self._was_up = True
-        if self._down_since_monotonic is not None:
-            outage = asyncio.get_running_loop().time() - self._down_since_monotonic
-            self._reconnects += 1
-            logger.info(
-                "Redis pub/sub link to %s is back after %.2f s; re-subscribed %d group(s)",
-                self._address,
-                outage,
-                len(self._groups),
-            )
-        self._down_since = None
-        self._down_since_monotonic = None
+    def _link_up(self, link: Link, back: bool) -> None:
         if back:
             self._tell_link(True)
 
-    def _link_down(self, exc: BaseException) -> None:
-        was_connected = self._connected
-        self._connected = False
-        self._up.clear()
-        self._last_error = describe_error(exc)
-        self._release_waiters()
-        if self._down_since_monotonic is None:
-            self._down_since = time.time()
-            self._down_since_monotonic = asyncio.get_running_loop().time()
-            logger.warning(
-                "Redis pub/sub link to %s is down (%s): reconnecting; messages other "
-                "processes publish meanwhile are not received",
-                self._address,
-                self._last_error,
-            )
-        if was_connected:
-            self._tell_link(False)
+    def _link_down(self, link: Link) -> None:
+        self._tell_link(False)
+
+    def _moved(self, link: Link, channel: bytes) -> None:
+        """A server stopped serving a channel (only sharded links say so)."""
 
     def _tell_link(self, up: bool) -> None:
         if self._on_link is None:
@@ -628,10 +445,6 @@ class RedisLayer(ChannelLayer):
 
     # -- presence ------------------------------------------------------------------------
 
-    def _presence_keys(self, entries: Iterable[tuple[str, str, bytes]]) -> Iterator[str]:
-        for group, _, _ in entries:
-            yield from self.keyspace.presence(group)
-
     async def presence_add(self, group: str, channel_id: str, info: bytes, ttl: float) -> None:
         check_group_name(group)
         self._check_open()
@@ -639,8 +452,9 @@ class RedisLayer(ChannelLayer):
         with self._errors(f"add {channel_id!r} to the presence of {group!r}"):
             await self._queue.script(
                 _PRESENCE_ADD,
-                [members, infos, self.keyspace.presence_index],
-                [channel_id, info, _ttl_ms(ttl), group],
+                [members, infos, self.keyspace.presence_index(group)],
+                [channel_id, info, ttl_ms(ttl), group],
+                **self._backend.at(group),
             )
 
     async def presence_remove(self, group: str, channel_id: str) -> bool:
@@ -651,8 +465,9 @@ class RedisLayer(ChannelLayer):
         with self._errors(f"remove {channel_id!r} from the presence of {group!r}"):
             removed = await self._queue.script(
                 _PRESENCE_REMOVE,
-                [members, infos, self.keyspace.presence_index],
+                [members, infos, self.keyspace.presence_index(group)],
                 [channel_id, group],
+                **self._backend.at(group),
             )
         return bool(removed)
 
@@ -661,7 +476,11 @@ class RedisLayer(ChannelLayer):
         self._check_open()
         with self._errors(f"read the presence of {group!r}"):
             flat = await self._queue.script(
-                _PRESENCE_LIST, self.keyspace.presence(group), [], ordered=False
+                _PRESENCE_LIST,
+                self.keyspace.presence(group),
+                [],
+                ordered=False,
+                **self._backend.at(group),
             )
         return [
             PresenceRecord(group, text_of(flat[i]), _as_bytes(flat[i + 1]))
@@ -670,7 +489,6 @@ class RedisLayer(ChannelLayer):
 
     async def presence_refresh(self, members: Iterable[tuple[str, str]], ttl: float) -> None:
         self._check_open()
-        ttl_ms = _ttl_ms(ttl)
         entries = [(group, channel_id) for group, channel_id in members if is_group_name(group)]
         with self._errors("refresh presence"):
             # queued together, so a remove called after this runs after it
@@ -679,36 +497,45 @@ class RedisLayer(ChannelLayer):
                     self._queue.submit_script(
                         _PRESENCE_REFRESH,
                         [
-                            self.keyspace.presence_index,
+                            self.keyspace.presence_index(chunk[0][0]),
                             *(self.keyspace.presence(group)[0] for group, _ in chunk),
                         ],
-                        [ttl_ms, *(value for entry in chunk for value in entry)],
+                        [ttl_ms(ttl), *(value for entry in chunk for value in entry)],
+                        **self._backend.at(chunk[0][0]),
                     )
-                    for chunk in _chunks(entries, _SCRIPT_CHUNK)
+                    for chunk in self._refresh_chunks(entries)
                 )
             )
+
+    def _refresh_chunks(
+        self, entries: Sequence[tuple[str, str]]
+    ) -> Iterable[Sequence[tuple[str, str]]]:
+        """Entries one refresh script takes (here: any, up to :data:`SCRIPT_CHUNK`)."""
+        return chunks(entries, SCRIPT_CHUNK)
 
     async def presence_heartbeat(
         self, entries: Sequence[tuple[str, str, bytes]], ttl: float
     ) -> list[PresenceRecord]:
         self._check_open()
-        ttl_ms = _ttl_ms(ttl)
         valid = [entry for entry in entries if is_group_name(entry[0])]
-        chunks = list(_chunks(valid, _SCRIPT_CHUNK))
+        parts = list(chunks(valid, SCRIPT_CHUNK))
         with self._errors("refresh presence"):
             replies = await asyncio.gather(
                 *(
                     self._queue.submit_script(
                         _PRESENCE_HEARTBEAT,
-                        [self.keyspace.presence_index, *self._presence_keys(chunk)],
-                        [ttl_ms, *(value for entry in chunk for value in entry)],
+                        [
+                            self.keyspace.server_presence_index,
+                            *(key for group, _, _ in part for key in self.keyspace.presence(group)),
+                        ],
+                        [ttl_ms(ttl), *(value for entry in part for value in entry)],
                     )
-                    for chunk in chunks
+                    for part in parts
                 )
             )
         return [
-            PresenceRecord(*chunk[int(position) - 1])
-            for chunk, added in zip(chunks, replies, strict=True)
+            PresenceRecord(*part[int(position) - 1])
+            for part, added in zip(parts, replies, strict=True)
             for position in added
         ]
 
@@ -716,18 +543,15 @@ class RedisLayer(ChannelLayer):
         self._check_open()
         reaped: list[PresenceRecord] = []
         with self._errors("reap expired presence"):
-            for _ in range(_REAP_ROUNDS):
+            for _ in range(REAP_ROUNDS):
                 read, flat = await self._queue.script(
                     _PRESENCE_REAP,
-                    [self.keyspace.presence_index],
-                    [_REAP_LIMIT, self.keyspace.group_head, "}"],
+                    [self.keyspace.server_presence_index],
+                    [REAP_LIMIT, self.keyspace.group_head, "}"],
                     ordered=False,
                 )
-                reaped.extend(
-                    PresenceRecord(text_of(flat[i]), text_of(flat[i + 1]), _as_bytes(flat[i + 2]))
-                    for i in range(0, len(flat), 3)
-                )
-                if int(read) < _REAP_LIMIT:
+                reaped.extend(records_of(flat))
+                if int(read) < REAP_LIMIT:
                     break
         return reaped
 
@@ -739,27 +563,24 @@ class RedisLayer(ChannelLayer):
         )
 
     def health(self) -> LayerHealth:
+        link = self._link
         return LayerHealth(
             url=redact_url(self.url),
-            connected=self._connected,
+            connected=link.connected,
             subscribed_groups=len(self._groups),
-            reconnects=self._reconnects,
-            last_error=self._last_error,
+            reconnects=link.reconnects,
+            last_error=link.last_error,
             details={
                 "address": self._address,
-                "down_since": self._down_since,
+                "down_since": link.down_since,
                 "undecodable": self._undecodable,
             },
         )
 
 
-def _runs(batch: list[_Pending]) -> Iterator[list[_Pending]]:
-    """Consecutive commands of one kind, at most ``_SUBSCRIBE_CHUNK`` channels each."""
-    run: list[_Pending] = []
-    for item in batch:
-        if run and (item[0] != run[0][0] or len(run) >= _SUBSCRIBE_CHUNK):
-            yield run
-            run = []
-        run.append(item)
-    if run:
-        yield run
+def records_of(flat: Sequence[Any]) -> list[PresenceRecord]:
+    """Presence records from a reap script's ``{group, channel id, info, ...}``."""
+    return [
+        PresenceRecord(text_of(flat[i]), text_of(flat[i + 1]), _as_bytes(flat[i + 2]))
+        for i in range(0, len(flat), 3)
+    ]

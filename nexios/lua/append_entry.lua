@@ -4,6 +4,11 @@
 -- (0: no age bound), ARGV[5] a fresh epoch, used when the group has none, ARGV[6] the
 -- idempotency window ms (0: no key), ARGV[7] the JSON-encoded seq field ('' for none):
 -- the saved data then starts with it (nexios.history.base.stamped does the same).
+-- ARGV[8] '1' on a Redis Cluster: a numbering belongs to the primary that made it (field
+-- `node`, its CLUSTER MYID). Replication is asynchronous, so a replica promoted by a
+-- failover may lack the last appends, whose seqs members already received: numbering on
+-- would give those seqs to other messages. A numbering found on another node than the
+-- one that made it therefore starts a new epoch (after a resharding too: rare, and safe).
 -- Defines `seq`, `epoch`, `id` and `data` (what was saved). A duplicate returns
 -- {1, seq, epoch, id} of the original entry at once.
 -- Redis does not undo the writes of a script that fails half-way: everything that can
@@ -19,14 +24,17 @@ if window > 0 then
     return {1, tonumber(seen_seq), seen_epoch, seen_id}
   end
 end
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
+local node = ''
+if ARGV[8] == '1' then node = redis.call('CLUSTER', 'MYID') end
+local numbering = redis.call('HMGET', meta, 'epoch', 'seq', 'node')
+local epoch, seq = numbering[1], tonumber(numbering[2] or '0') + 1
+if not epoch or (node ~= '' and numbering[3] ~= node) then
   -- A new numbering: whatever the stream still holds belongs to one that was lost.
-  epoch = ARGV[5]
+  epoch, seq = ARGV[5], 1
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', epoch)
+  if node ~= '' then redis.call('HSET', meta, 'node', node) end
 end
-local seq = tonumber(redis.call('HGET', meta, 'seq') or '0') + 1
 local data = ARGV[2]
 if ARGV[7] ~= '' then
   local head = '{' .. ARGV[7] .. ':' .. string.format('%d', seq)

@@ -6,6 +6,10 @@
 A channel belongs to the channels runtime of the app whose connection it wraps; it
 joins that runtime at its first group. When its socket ends (the handler returns, the
 peer leaves, it is evicted or expires) it leaves every group by itself.
+
+The connection may also be a Server-Sent Events stream
+(:class:`~nexios.eventstream.EventStream`, with ``framer=EVENT_FRAMER``): the runtime
+treats both alike (:class:`~nexios.connection.MemberConnection`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nexios import encoding
 from nexios.connection import WebSocket, WebSocketState
+from nexios.eventstream import EventStream
 from nexios.exceptions import ConfigurationError
 from nexios.framing import Framer, encode_payload
 
@@ -71,7 +76,8 @@ def encode_metadata(metadata: dict[str, Any]) -> bytes:
 
 
 class Channel:
-    """A WebSocket as a group member: payload type, expiry, metadata and a sender."""
+    """A WebSocket (or an :class:`~nexios.eventstream.EventStream`) as a group member:
+    payload type, expiry, metadata and a sender."""
 
     __slots__ = (
         "__weakref__",
@@ -93,16 +99,17 @@ class Channel:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        websocket: WebSocket | EventStream,
         payload_type: PayloadTypeEnum | str = PayloadTypeEnum.JSON,
         expires: float | None = None,
         metadata: dict[str, Any] | None = None,
         *,
         framer: Framer | None = None,
     ) -> None:
-        if not isinstance(websocket, WebSocket):
+        if not isinstance(websocket, WebSocket | EventStream):
             raise ConfigurationError(
-                f"Channel(websocket=...) needs the handler's WebSocket, got {websocket!r}."
+                f"Channel(websocket=...) needs the handler's WebSocket (or an EventStream), "
+                f"got {websocket!r}."
             )
         if expires is not None and (
             isinstance(expires, bool) or not isinstance(expires, int | float) or expires <= 0

@@ -45,6 +45,7 @@ from nexios.runtime.senders import (
     DEADLINE_MISSED,
     EVICTION_CLOSE_CODE,
     FlushScheduler,
+    OutboxLimits,
     sender_for,
 )
 from nexios.runtime.settings import ChannelSettings, SettingsOverrides
@@ -136,9 +137,10 @@ class JoinResult:
     """What a join did. With ``since``: what was replayed from history.
 
     ``complete`` is False when the member missed more than history keeps (or than
-    :data:`MAX_REPLAY`), or its epoch is not the group's: nothing was replayed, reload
-    the group's state from your own database. ``epoch`` and ``last_seq`` are where the
-    member now stands: the next saved message it receives is ``last_seq + 1``.
+    :data:`MAX_REPLAY`, or than its outbox holds), or its epoch is not the group's:
+    nothing was replayed, reload the group's state from your own database. ``epoch``
+    and ``last_seq`` are where the member now stands: the next saved message it receives
+    is ``last_seq + 1``.
     """
 
     added: bool
@@ -528,7 +530,12 @@ class ChannelsRuntime:
             page = await self.history.read(
                 feed.group, since=since, limit=MAX_REPLAY + 1, epoch=epoch
             )
-            complete = page.complete and len(page) <= MAX_REPLAY and page.epoch == feed.epoch
+            complete = (
+                page.complete
+                and len(page) <= MAX_REPLAY
+                and page.epoch == feed.epoch
+                and _fits(page, self.settings.outbox)
+            )
             position = max(since, page[-1].seq) if complete and page else since
             if complete and feed.last < position:
                 with contextlib.suppress(TimeoutError):
@@ -1054,6 +1061,12 @@ class ChannelsRuntime:
 def _frames_of(entry: HistoryEntry, group: str) -> FrameSet:
     """A saved entry as members receive it (its data already carries any seq field)."""
     return FrameSet(entry.kind, entry.data, group=group, seq=entry.seq, epoch=entry.epoch)
+
+
+def _fits(page: HistoryPage, outbox: OutboxLimits) -> bool:
+    """Whether a replay fits the member's outbox: one that does not would overflow it at
+    once (evicted at every rejoin, or messages dropped from a "complete" recovery)."""
+    return len(page) < outbox.max_messages and sum(len(e.data) for e in page) < outbox.max_bytes
 
 
 def _check_seq_field(payload: Any, kind: str, seq_field: str, save_history: bool) -> None:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nexios.connection import WebSocket
+from nexios.connection import MemberConnection
 from nexios.exceptions import ConfigurationError
 from nexios.framing import Frame
 
@@ -137,7 +137,7 @@ class Sender(abc.ABC):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         limits: OutboxLimits,
         on_failure: SenderFailure,
         on_drop: DropCounter | None = None,
@@ -252,7 +252,7 @@ class AsgiSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         limits: OutboxLimits,
         on_failure: SenderFailure,
         scheduler: FlushScheduler | None = None,
@@ -392,7 +392,7 @@ class FrameSender(Sender):
 
     def __init__(
         self,
-        ws: WebSocket,
+        ws: MemberConnection,
         sink: FrameSink,
         limits: OutboxLimits,
         on_failure: SenderFailure,
@@ -527,7 +527,7 @@ class FrameSender(Sender):
 
 
 def sender_for(
-    ws: WebSocket,
+    ws: MemberConnection,
     limits: OutboxLimits,
     on_failure: SenderFailure,
     scheduler: FlushScheduler,

@@ -11,9 +11,10 @@ from (first match wins):
    ===============================  ========================================  ==========
    variable                         meaning                                   default
    ===============================  ========================================  ==========
-   ``NEXIOS_CHANNELS_URL``          ``memory://`` or ``redis://host:port/db``  memory://
+   ``NEXIOS_CHANNELS_URL``          ``memory://``, ``redis://host:port/db``   memory://
+                                    or ``redis+cluster://h:p[,h:p...]``
    ``NEXIOS_HISTORY_URL``           ``memory://``, ``sqlite:///file.db``,     the layer's
-                                    ``redis://...``
+                                    ``redis://...``, ``redis+cluster://...``
    ``NEXIOS_HISTORY_MAX_ENTRIES``   entries kept per group                    1000
    ``NEXIOS_HISTORY_MAX_AGE``       seconds kept, or ``none``                 7 days
    ``NEXIOS_OUTBOX_MAX_MESSAGES``   messages queued per member                1024

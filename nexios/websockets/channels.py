@@ -122,9 +122,10 @@ class JoinOutcome(_StatusOutcome):
 
     Equal to ``ChannelAddStatusEnum.CHANNEL_ADDED`` or ``CHANNEL_EXIST``. With ``since``:
     ``recovered`` saved messages were replayed; ``complete`` is False when the member
-    missed more than history keeps (or its epoch is not the group's) — nothing was
-    replayed, reload from your database. ``epoch`` and ``last_seq``: where the member
-    now stands (the next saved message it gets is ``last_seq + 1``).
+    missed more than history keeps or than its outbox holds (or its epoch is not the
+    group's) — nothing was replayed, reload from your database. ``epoch`` and
+    ``last_seq``: where the member now stands (the next saved message it gets is
+    ``last_seq + 1``).
     """
 
     __slots__ = ("complete", "epoch", "last_seq", "recovered")

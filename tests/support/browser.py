@@ -1,14 +1,20 @@
-"""Debian's headless Chromium for browser tests: where it is and how it is started."""
+"""Debian's headless Chromium through Playwright, launched the same way by every browser test.
+
+Playwright's own browser download is never used: ``/usr/bin/chromium`` (installed by
+``scripts/install-browser.sh``). Test modules skip themselves when it or the
+``playwright`` package is missing, then call :func:`chromium`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "chromium"]
 
 CHROMIUM = Path("/usr/bin/chromium")
-"""Debian's chromium (``scripts/install-browser.sh``); Playwright's own download is never used."""
-
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -19,3 +25,19 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (a Playwright ``Browser``), closed at the end of the block."""
+    # Imported here: this module loads without playwright (the tests then skip).
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True, timeout=15000
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

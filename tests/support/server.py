@@ -7,6 +7,14 @@ The server runs as a subprocess (so its event loop, signals and logging are the 
 ones) with stdout and stderr in a log file; ``serve`` returns once the port accepts TCP
 connections and stops the process on exit: SIGTERM, then after 5 s SIGKILL to its
 process group (the server and the worker or reloader processes it started).
+
+**Wires.** Every test module that imports :func:`serve` is collected once per WebSocket
+wire of ``nexios run`` (``tests/test_x.py::picows::test_y``, ``...::sansio::...``; the
+``picows`` wire is the default, ``sansio`` the fallback): the conftest imports
+:func:`pytest_pycollect_makemodule` and :func:`server_wire` from here, and ``serve``
+passes ``--ws`` for the copy's wire unless the test gives its own ``--ws`` (such a test
+then runs on the first wire only). ``NEXIOS_TEST_WIRES=sansio`` (a comma list)
+restricts the wires.
 """
 
 from __future__ import annotations
@@ -22,8 +30,24 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["REPO_ROOT", "SEED_DIR", "Server", "free_port", "seed_env", "serve", "wait_for"]
+import pytest
+
+from tests.support.wire import WIRE_CLASSES, WIRE_NAMES
+
+__all__ = [
+    "REPO_ROOT",
+    "SEED_DIR",
+    "Server",
+    "free_port",
+    "pytest_pycollect_makemodule",
+    "seed_env",
+    "serve",
+    "server_wire",
+    "test_wires",
+    "wait_for",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _START_TIMEOUT = 15.0
@@ -120,6 +144,131 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def test_wires() -> list[str]:
+    """The wires server-level tests run on: all of them, or ``NEXIOS_TEST_WIRES``."""
+    chosen = os.environ.get("NEXIOS_TEST_WIRES")
+    if not chosen:
+        return list(WIRE_NAMES)
+    names = [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = set(names) - set(WIRE_CLASSES)
+    if unknown:
+        raise ValueError(f"NEXIOS_TEST_WIRES: unknown wire(s) {sorted(unknown)}")
+    return names
+
+
+_running_wire: list[str | None] = [None]
+
+
+class WireModule(pytest.Module):
+    """A server-level test module collected once per wire (``tests/test_x.py::picows``).
+
+    The first wire's copy holds every test; the others only those that start a server
+    (directly, or through the module's fixtures and helpers).
+    """
+
+    wire: str
+    every_test: bool
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        collected = super().collect()
+        if self.every_test:
+            return collected
+        return [node for node in collected if _starts_server(self.obj, node)]
+
+
+def _starts_server(module: Any, node: Any) -> bool:
+    function = getattr(node, "function", None) or getattr(node, "obj", None)
+    code = getattr(function, "__code__", None)
+    names = set(getattr(node, "fixturenames", ()))
+    if code is not None:
+        names |= _names_in(code)
+    elif isinstance(node, pytest.Class):
+        return True  # a class: keep it whole
+    return _reaches_serve(module, names, set())
+
+
+def _names_in(code: Any) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names_in(const)
+    return names
+
+
+def _reaches_serve(module: Any, names: set[str], seen: set[str]) -> bool:
+    """True if ``serve`` is among ``names`` or in module functions/fixtures they name."""
+    if "serve" in names:
+        return True
+    for name in names - seen:
+        seen.add(name)
+        target = getattr(module, name, None)
+        unwrap = getattr(target, "_get_wrapped_function", None)
+        function = unwrap() if unwrap is not None else target
+        code = getattr(function, "__code__", None)
+        local = getattr(function, "__module__", None) == module.__name__
+        if code is not None and local and _reaches_serve(module, _names_in(code), seen):
+            return True
+    return False
+
+
+class WireModules(pytest.File):
+    """Collects a server-level test module once per wire.
+
+    Each copy is its own ``Module`` node, so the module's fixtures — its servers included
+    — are set up again for each wire rather than shared between them.
+    """
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        for index, wire in enumerate(test_wires()):
+            module = WireModule.from_parent(
+                self, path=self.path, name=wire, nodeid=f"{self.nodeid}::{wire}"
+            )
+            module.wire = wire
+            module.every_test = index == 0
+            yield module
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> Any:
+    """Server-level modules (those importing ``serve`` from here) run once per wire."""
+    if module_path.name.startswith("test_") and _imports_serve(module_path):
+        return WireModules.from_parent(parent, path=module_path)
+    return None
+
+
+def _imports_serve(path: Path) -> bool:
+    text = path.read_text(errors="replace")
+    for line in text.splitlines():
+        if (
+            line.startswith("from tests.support.server import")
+            and "serve" in line.split("import", 1)[1].replace(",", " ").split()
+        ):
+            return True
+    return False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server_wire(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The wire ``serve`` uses in this module copy's tests (None in other modules).
+
+    Module-scoped and autouse, so it is set before the module's own server fixtures.
+    """
+    wire = getattr(request.node, "wire", None)
+    _running_wire[0] = wire
+    yield wire
+    _running_wire[0] = None
+
+
+def _wire_args(args: Sequence[str]) -> list[str]:
+    wire = _running_wire[0]
+    if wire is None:
+        return list(args)
+    if "--ws" in args:
+        if wire != test_wires()[0]:
+            pytest.skip("this test chooses its own --ws: it runs on the first wire only")
+        return list(args)
+    return [*args, "--ws", WIRE_CLASSES[wire]]
+
+
 @contextlib.contextmanager
 def serve(
     app: str,
@@ -136,11 +285,13 @@ def serve(
 
     ``env`` is added to the current environment; a ``PYTHONPATH`` in it is prepended to
     the repository root (so ``nexios`` and ``tests`` stay importable). ``args`` are more
-    ``nexios run`` options (``--workers 2``...). Fails with the server's log if it exits
-    or does not listen within 15 s. A server told to listen elsewhere (``--uds``,
-    ``--fd``, with ``pass_fds``) is up when ``ready(server)`` is true instead. ``port``
-    picks the port (to restart a server where its clients reconnect).
+    ``nexios run`` options (``--workers 2``...); ``--ws`` for the test's wire is added
+    (see the module docstring). Fails with the server's log if it exits or does not
+    listen within 15 s. A server told to listen elsewhere (``--uds``, ``--fd``, with
+    ``pass_fds``) is up when ``ready(server)`` is true instead. ``port`` picks the port
+    (to restart a server where its clients reconnect).
     """
+    args = _wire_args(args)
     environment = dict(os.environ)
     environment["PYTHONUNBUFFERED"] = "1"
     extra = dict(env or {})
