@@ -4,8 +4,9 @@ metrics were wired in (another tree), interleaved in one run.
     .venv/bin/python -m bench.metrics_cost --out bench/results/metrics_cost.json
     .venv/bin/python -m bench.metrics_cost --quick --out /tmp/metrics-cost.json  # smoke
 
-Rows, each served by ``bench/app_nexios.py`` under uvicorn's default WebSocket protocol
-and under nexios's frame-once protocol (what ``nexios run`` uses):
+Rows, each served by ``bench/app_nexios.py`` under uvicorn's websockets-sansio protocol,
+nexios's sans-I/O frame-once wire and its compiled picows wire (``nexios run``'s
+default):
 
 - ``before``: the code of ``--base`` (default ``git merge-base HEAD main``), extracted
   with ``git archive`` into a temporary folder and served from there;
@@ -44,6 +45,7 @@ from typing import Any
 
 from bench.run import (
     FRAME_ONCE,
+    PICOWS_WIRE,
     ROOT,
     SERVER_CORE,
     App,
@@ -88,9 +90,16 @@ QUIET_LOAD = 0.3
 """A sample counts as quiet when other jobs took less than this share of either core."""
 
 
+PROTOCOLS = (
+    ("websockets-sansio", "", "websockets-sansio"),
+    (FRAME_ONCE, "+frame-once", "frame-once"),
+    (PICOWS_WIRE, "+picows", "picows wire"),
+)
+
+
 def rows(base: Path) -> list[App]:
     found = []
-    for protocol, suffix in (("websockets-sansio", ""), (FRAME_ONCE, "+frame-once")):
+    for protocol, suffix, _ in PROTOCOLS:
         found += [
             App(f"before{suffix}", TARGET, ws=protocol, root=base),
             App(f"off{suffix}", TARGET, ws=protocol),
@@ -139,7 +148,7 @@ def summary(data: dict[str, Any]) -> list[dict[str, Any]]:
     table = []
     for scenario, entry in data["scenarios"].items():
         apps = entry["apps"]
-        for suffix in ("", "+frame-once"):
+        for _, suffix, protocol in PROTOCOLS:
             medians = {}
             for row in ("before", "off", "on"):
                 samples = apps.get(row + suffix)
@@ -162,7 +171,7 @@ def summary(data: dict[str, Any]) -> list[dict[str, Any]]:
                 table.append(
                     {
                         "scenario": scenario,
-                        "protocol": "frame-once" if suffix else "websockets-sansio",
+                        "protocol": protocol,
                         **{f"{row}_rate": medians[row]["rate"] for row in medians},
                         **{f"{row}_us": medians[row]["us"] for row in medians},
                         "on/off rate": medians["on"]["rate"] / medians["off"]["rate"],

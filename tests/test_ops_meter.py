@@ -8,6 +8,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nexios import NexiosApp
 from nexios.exceptions import BackendUnavailableError, WebSocketDisconnect
@@ -337,3 +339,37 @@ def test_the_metered_limiter_still_applies_the_limits() -> None:
     assert not unlimited.check({"type": "websocket.receive", "bytes": b"x" * 10**6})
     assert metrics.received_messages == 3
     assert metrics.received_bytes == 5 + 11 + 10**6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("text"), st.text(max_size=40)),
+            st.tuples(st.just("bytes"), st.binary(max_size=40)),
+            st.tuples(st.just("tick"), st.floats(min_value=0, max_value=2)),
+        ),
+        max_size=200,
+    ),
+    max_size=st.integers(min_value=1, max_value=60),
+    rate=st.floats(min_value=0.5, max_value=50),
+    burst=st.integers(min_value=1, max_value=20),
+)
+def test_the_metered_limiter_decides_as_the_limiter_does(
+    steps: list[tuple[str, Any]], max_size: int, rate: float, burst: int
+) -> None:
+    now = [0.0]
+    limits = Limits(max_message_size=max_size, messages_per_second=rate, burst=burst)
+    plain = MessageLimiter(limits, clock=lambda: now[0])
+    metered = MeteredLimiter(limits, Metrics(), clock=lambda: now[0])
+    for kind, given_value in steps:
+        if kind == "tick":
+            now[0] += given_value
+            assert plain.tick(now[0]) == metered.tick(now[0])
+            continue
+        message = {"type": "websocket.receive", kind: given_value}
+        assert plain.check(message) == metered.check(message), (kind, given_value)
+        assert plain.violation == metered.violation
+        if plain.violation is not None:
+            return  # the connection is closed at the first violation
+    assert (plain.received, plain.allowance) == (metered.received, metered.allowance)
