@@ -6,7 +6,8 @@ completed the handshake and never reads. Every healthy member gets every message
 order, and kept getting them while the stalled one held a backlog: each received, before
 the stalled member was evicted, messages published after its backlog began (a fan-out
 that waited on the stalled socket would deliver none of those until the eviction). The
-stalled one is evicted within its send deadline + 1 s, its queue never exceeds its cap,
+stalled one is evicted within its send deadline + 1 s of falling (and staying) behind —
+more than 64 KiB queued —, its queue never exceeds its cap,
 and the publisher stays connected.
 
 The delivery latency (the send time rides in the payload) is reported, not asserted:

@@ -27,7 +27,8 @@ What stays as it was, on the same ASGI semantics as uvicorn's protocols:
   buffer), and reading pauses while received messages wait for the app.
 - **Per-message deflate** (``--ws-per-message-deflate``): a client that negotiates it is
   served by :class:`~nexios.wire.sansio.NexiosWebSocketProtocol` instead (one frame cannot
-  be shared across deflate contexts anyway).
+  be shared across deflate contexts anyway). So is a connection over a UNIX socket
+  (``--uds``, ``--fd`` of one): picows drives TCP sockets only.
 
 Pinned range: this module creates picows's ``WSProtocol`` itself (its server does, but
 the class is not in picows's public API), so it is selected only for the picows
@@ -37,6 +38,7 @@ versions in :data:`nexios.wire.TESTED_PICOWS` (see :func:`nexios.wire.default_ws
 from __future__ import annotations
 
 import asyncio
+import socket
 import logging
 import struct
 from collections import deque
@@ -332,7 +334,9 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         request = events[0]
         assert isinstance(request, Request)
         pre.request = request
-        if self._server.config.ws_per_message_deflate and _offers_deflate(request):
+        if (
+            self._server.config.ws_per_message_deflate and _offers_deflate(request)
+        ) or not _is_tcp(self.transport):
             self._delegate(pre, data)
             return
         self._handle_request(pre, conn, request)
@@ -359,7 +363,8 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         self.transport.close()
 
     def _delegate(self, pre: _Handshake, data: bytes) -> None:
-        """Per-message deflate negotiated: the sans-I/O protocol serves this connection."""
+        """Per-message deflate negotiated, or a UNIX socket (picows drives TCP sockets
+        only): the sans-I/O protocol serves this connection."""
         server = self._server
         delegate = NexiosWebSocketProtocol(server.config, server.state, pre.app_state)
         server.connections.discard(self)
@@ -987,6 +992,11 @@ def _feed(protocol: Any, data: bytes) -> None:
         buffer[:size] = view[:size]
         protocol.buffer_updated(size)
         view = view[size:]
+
+
+def _is_tcp(transport: asyncio.BaseTransport) -> bool:
+    sock = transport.get_extra_info("socket")
+    return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
 
 
 def _offers_deflate(request: Request) -> bool:

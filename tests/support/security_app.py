@@ -129,8 +129,10 @@ async def same_origin_echo(ws: WebSocket) -> None:
 room_app = NexiosApp()
 _peak = {"bytes": 0}
 _stall_leaves: list[dict[str, Any]] = []
-_backlog_since: dict[str, float] = {}  # channel id -> first time its backlog passed 64 KiB
-_BACKLOG = 64 * 1024  # the hub's high-water mark for "stalled"
+# channel id -> since when its backlog has stayed above 64 KiB (the senders' LOW_WATER:
+# below it a member is keeping up, e.g. while the kernel's send buffer still grows)
+_backlog_since: dict[str, float] = {}
+_BACKLOG = 64 * 1024
 
 
 @room_app.events.on("channel.leave")
@@ -208,8 +210,12 @@ def _track_peak(name: str) -> None:
     for channel in room_app.channels.local_members(name):
         queued = channel.sender.queued_bytes if channel.sender is not None else 0
         _peak["bytes"] = max(_peak["bytes"], queued)
-        if queued > _BACKLOG and name.startswith("stall"):
+        if not name.startswith("stall"):
+            continue
+        if queued > _BACKLOG:
             _backlog_since.setdefault(channel.uuid, time.monotonic())
+        else:
+            _backlog_since.pop(channel.uuid, None)
 
 
 def _rss() -> int:
