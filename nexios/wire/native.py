@@ -38,8 +38,8 @@ versions in :data:`nexios.wire.TESTED_PICOWS` (see :func:`nexios.wire.default_ws
 from __future__ import annotations
 
 import asyncio
-import socket
 import logging
+import socket
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -334,9 +334,8 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         request = events[0]
         assert isinstance(request, Request)
         pre.request = request
-        if (
-            self._server.config.ws_per_message_deflate and _offers_deflate(request)
-        ) or not _is_tcp(self.transport):
+        deflate = self._server.config.ws_per_message_deflate and _offers_deflate(request)
+        if deflate or not _is_tcp(self.transport):
             self._delegate(pre, data)
             return
         self._handle_request(pre, conn, request)
