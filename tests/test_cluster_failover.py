@@ -190,11 +190,20 @@ async def test_killing_a_primary_while_broadcasting_loses_nothing_silently(
             )
             for group in groups
         }
-        async with asyncio.timeout(TIMEOUT):
-            while not all(
-                m.reached(markers[m.group]["epoch"], markers[m.group]["seq"]) for m in members
-            ):
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                while not all(
+                    m.reached(markers[m.group]["epoch"], markers[m.group]["seq"]) for m in members
+                ):
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            stuck = [
+                (m.name, m.epoch, m.expected, markers[m.group], m.notices[-3:])
+                for m in members
+                if not m.reached(markers[m.group]["epoch"], markers[m.group]["seq"])
+            ]
+            logs = "\n".join(server.log()[-4000:] for server in servers)
+            raise AssertionError(f"members short of the end marker: {stuck}\n{logs}") from None
         for reader in readers:
             reader.cancel()
 

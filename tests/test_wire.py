@@ -541,6 +541,25 @@ async def test_on_writable_when_not_paused_runs_next_iteration_and_none_cancels(
     assert events == ["registered", "first"]
 
 
+async def test_an_empty_message_then_close_ends_the_connection(wire: str) -> None:
+    # picows sends a frame as writelines([header, payload]): here the payload is empty.
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": ""})
+        await send({"type": "websocket.send", "bytes": b""})
+        await send({"type": "websocket.close", "code": 4000})
+
+    async with serve_app(app, wire=wire) as url, connect(url) as client:
+        assert await client.recv() == ""
+        assert await client.recv() == b""
+        with pytest.raises(websockets.ConnectionClosedError) as closed:
+            await client.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        async with asyncio.timeout(_TIMEOUT):
+            await client.wait_closed()  # the server closed its side of the TCP connection too
+
+
 # ---------------------------------------------------------------------- backpressure
 
 

@@ -45,6 +45,9 @@ REPAIR_BATCH = 500
 
 _REPAIR_ATTEMPTS = 5
 _REPAIR_PAUSE = 0.05
+_REPAIR_RETRY_MAX = 2.0
+"""Most seconds between two reads of history that failed: a gap is repaired however
+long the store is away (it may be the only way the missing messages arrive)."""
 
 HistoryReader = Callable[[str, int, int, str], Awaitable[HistoryPage]]
 """``read(group, since, limit, epoch)``: the runtime's read of the group's history."""
@@ -233,7 +236,7 @@ class GroupFeed:
         return max(held, self._target if self._target > self.last else 0)
 
     async def _repair_gaps(self) -> None:
-        attempts = 0
+        attempts = failures = 0
         while (upto := self._missing_up_to()) > self.last:
             before = self.last
             try:
@@ -241,17 +244,24 @@ class GroupFeed:
                     self.group, self.last, min(upto - self.last, REPAIR_BATCH), self.epoch
                 )
             except ChannelError as error:
-                logger.warning(
-                    "Group %r: gap repair could not read history: %s",
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "Group %r: gap repair could not read history (trying again): %s",
+                        self.group,
+                        error,
+                        extra={"group": self.group},
+                    )
+                await asyncio.sleep(min(_REPAIR_PAUSE * 2 ** (failures - 1), _REPAIR_RETRY_MAX))
+                continue
+            if failures:
+                logger.info(
+                    "Group %r: gap repair read history again after %d failed reads",
                     self.group,
-                    error,
+                    failures,
                     extra={"group": self.group},
                 )
-                attempts += 1
-                if attempts >= _REPAIR_ATTEMPTS:
-                    return  # the link's return (on_link) or the next message tries again
-                await asyncio.sleep(_REPAIR_PAUSE * attempts)
-                continue
+                failures = 0
             if page.epoch != self.epoch or not page.complete:
                 self._skip_to(upto, "gap")
                 continue

@@ -82,6 +82,11 @@ MAX_REPLAY = 1000
 _CATCH_UP_BOUND = 5.0
 """Seconds a joining member waits for this process to catch up with its ``since``."""
 
+_CATCH_UP_RETRY = (0.1, 2.0)
+"""Seconds between two tries of reading a group's position after the link came back
+(doubling from the first to the second): right after a failover a store may still
+address the node that died."""
+
 _DEADLINE_CHECK = 0.25
 _EXPIRY_CHECK = 1.0
 _STOP_BOUND = 3.0
@@ -222,6 +227,7 @@ class ChannelsRuntime:
         self._stop_requested: asyncio.Event | None = None
         self._scheduler: FlushScheduler | None = None
         self._closing: set[asyncio.Task[Any]] = set()
+        self._catching_up: asyncio.Task[None] | None = None
         self._stopping = False
         self._layer_failed_at_stop = False
         self._jitter = 0.0
@@ -369,6 +375,7 @@ class ChannelsRuntime:
         if self._layer is None or self._loop is not asyncio.get_running_loop():
             return
         self._stopping = True
+        self._stop_catching_up()
         await self._stop_maintenance()
         await _bounded(self._forget_all(close_code), "closing members")
         if self._closing:
@@ -808,34 +815,64 @@ class ChannelsRuntime:
             feed.offer(frames)
 
     def _on_link(self, up: bool) -> None:
-        """The layer's link is back: fill what was missed while it was down."""
-        if up and self.feeds:
-            self._spawn(self._catch_up(list(self.feeds)))
+        """The layer's link is back: fill what was missed while it was down (until it
+        goes down again)."""
+        self._stop_catching_up()
+        if up and self.feeds and not self._stopping:
+            assert self._loop is not None
+            self._catching_up = self._loop.create_task(
+                self._catch_up(list(self.feeds)), name="nexios-catch-up"
+            )
+
+    def _stop_catching_up(self) -> None:
+        task, self._catching_up = self._catching_up, None
+        if task is not None:
+            task.cancel()
 
     async def _catch_up(self, groups: list[str]) -> None:
-        for group in groups:
-            feed = self.feeds.get(group)
-            if feed is None or not feed.ready:
-                continue
-            try:
-                position = await self.history.read(group, limit=0)
-            except ChannelError as error:
-                logger.warning(
-                    "Catching up %r after the link came back failed: %s",
-                    group,
-                    error,
-                    extra={"group": group},
-                )
-                continue
-            if feed is not self.feeds.get(group):
-                continue
-            if position.epoch != feed.epoch:
-                if position.epoch:
-                    feed.offer_epoch(position.epoch, position.last_seq)
-                else:
-                    feed.lost()
+        """Each group's position in history, tried again (with backoff) until read."""
+        delay, most = _CATCH_UP_RETRY
+        while True:
+            failed: list[tuple[str, ChannelError]] = []
+            for group in groups:
+                error = await self._catch_up_group(group)
+                if error is not None:
+                    failed.append((group, error))
+            if not failed:
+                return
+            group, error = failed[0]
+            logger.warning(
+                "Catching up %d group(s) after the link came back failed, %r first: %s; "
+                "trying again in %.1f s",
+                len(failed),
+                group,
+                error,
+                delay,
+                extra={"group": group},
+            )
+            groups = [group for group, _ in failed]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, most)
+
+    async def _catch_up_group(self, group: str) -> ChannelError | None:
+        """Compare ``group``'s position in history with its feed (the error, if unread)."""
+        feed = self.feeds.get(group)
+        if feed is None or not feed.ready:
+            return None
+        try:
+            position = await self.history.read(group, limit=0)
+        except ChannelError as error:
+            return error
+        if feed is not self.feeds.get(group):
+            return None
+        if position.epoch != feed.epoch:
+            if position.epoch:
+                feed.offer_epoch(position.epoch, position.last_seq)
             else:
-                feed.catch_up(position.last_seq)
+                feed.lost()
+        else:
+            feed.catch_up(position.last_seq)
+        return None
 
     async def _read_for_feed(self, group: str, since: int, limit: int, epoch: str) -> HistoryPage:
         return await self.history.read(group, since=since, limit=limit, epoch=epoch)

@@ -28,6 +28,7 @@ __all__ = [
     "CONTROL_CLOSE_CODE",
     "FRAGMENTS_CLOSE_CODE",
     "KEEPALIVE_CLOSE_CODE",
+    "REFUSAL_LINGER",
     "Handshaking",
     "KeepaliveTarget",
     "ServerGuard",
@@ -36,6 +37,7 @@ __all__ = [
     "guard_for",
     "peer",
     "plain_response",
+    "refuse",
 ]
 
 FRAGMENTS_CLOSE_CODE = 1009
@@ -117,6 +119,51 @@ def plain_response(status: int, text: str, default_headers: list[tuple[bytes, by
     lines.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
     lines.append(body)
     return b"".join(lines)
+
+
+REFUSAL_LINGER = 1.0
+"""Seconds a refused connection keeps reading (and dropping) what the client still sends."""
+
+
+def refuse(transport: asyncio.Transport, response: bytes) -> None:
+    """Write an HTTP refusal and close — a lingering close, as Apache and nginx do.
+
+    A client refused mid-head (431, 414, 503) is often still sending. Closing a socket
+    with unread bytes makes the kernel reset the connection, and the reset can discard
+    the refusal before the client has read it. So the write side is shut after the
+    response, and what still arrives is read and dropped until the client closes or
+    :data:`REFUSAL_LINGER` seconds pass. The connection's own protocol still learns of
+    the loss (``connection_lost``). TLS cannot half-close: it is closed at once.
+    """
+    if transport.is_closing():
+        return
+    if response:
+        transport.write(response)
+    if not transport.can_write_eof():
+        transport.close()
+        return
+    transport.write_eof()
+    protocol = transport.get_protocol()
+    transport.set_protocol(_Draining(transport, protocol))
+    transport.resume_reading()
+
+
+class _Draining(asyncio.Protocol):
+    """Reads and drops everything until the peer closes or the linger ends."""
+
+    def __init__(self, transport: asyncio.Transport, owner: asyncio.BaseProtocol) -> None:
+        self._owner = owner
+        self._timer = asyncio.get_running_loop().call_later(REFUSAL_LINGER, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the client is done too: close now
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+        self._owner.connection_lost(exc)
 
 
 class Handshaking(Protocol):

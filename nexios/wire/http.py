@@ -28,7 +28,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from nexios.wire.guards import ServerGuard, guard_for, plain_response
+from nexios.wire.guards import ServerGuard, guard_for, plain_response, refuse
 
 __all__ = ["GuardedHttpToolsProtocol"]
 
@@ -159,7 +159,5 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _answer(self, status: int, text: str) -> None:
         self.head_bytes = -1
         self.guard.handshake_done(self)
-        if not self.transport.is_closing():
-            self.transport.write(plain_response(status, text, self.server_state.default_headers))
-            self.transport.close()
+        refuse(self.transport, plain_response(status, text, self.server_state.default_headers))
         self.parser = None  # type: ignore[assignment]

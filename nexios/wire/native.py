@@ -38,9 +38,11 @@ versions in :data:`nexios.wire.TESTED_PICOWS` (see :func:`nexios.wire.default_ws
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
+import sys
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
@@ -80,6 +82,7 @@ from nexios.wire.guards import (
     control_frame_allowed,
     guard_for,
     peer,
+    refuse,
 )
 from nexios.wire.sansio import NexiosWebSocketProtocol
 
@@ -357,9 +360,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
     def _refuse(self, response: bytes) -> None:
         """Answer the handshake with an HTTP response and close."""
         self._state = _CLOSED
-        if response:
-            self.transport.write(response)
-        self.transport.close()
+        refuse(self.transport, response)
 
     def _delegate(self, pre: _Handshake, data: bytes) -> None:
         """Per-message deflate negotiated, or a UNIX socket (picows drives TCP sockets
@@ -570,6 +571,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
             0,  # read buffer: picows's minimum (2 KiB), grown on demand
         )
         transport = self.transport
+        _write_frames_joined(transport)
         protocol.connection_made(transport)
         # picows completes the handshake from a request: give it a minimal one with the
         # client's key (already validated), then whatever the client sent after it.
@@ -980,6 +982,26 @@ _MINIMAL_REQUEST = (
     b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %b\r\n\r\n"
 )
+
+
+def _write_frames_joined(transport: asyncio.Transport) -> None:
+    """Make picows's ``writelines([header, payload])`` one ``write`` of the joined bytes.
+
+    From Python 3.12 the selector transport has its own ``writelines``, which skips the
+    high-water check until 3.12.9 / 3.13.2 (CPython gh-127655): sends never paused, and a
+    peer that stopped reading grew the buffer without bound. Joining is what 3.11's
+    transport does for every ``writelines``.
+    """
+    if sys.version_info < (3, 12):
+        return
+    write = transport.write
+
+    def writelines(chunks: Any) -> None:
+        write(b"".join(chunks))
+
+    # uvloop's transport is read-only, and pauses on writelines
+    with contextlib.suppress(AttributeError):
+        setattr(transport, "writelines", writelines)  # noqa: B010 - an instance override
 
 
 def _feed(protocol: Any, data: bytes) -> None:

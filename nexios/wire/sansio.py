@@ -46,6 +46,7 @@ from nexios.wire.guards import (
     control_frame_allowed,
     guard_for,
     peer,
+    refuse,
 )
 
 __all__ = ["FrameSink", "NexiosWebSocketProtocol"]
@@ -201,8 +202,7 @@ class NexiosWebSocketProtocol(WebSocketsSansIOProtocol):
             if refusal:
                 self.close_sent = True
                 self.handshake_complete = True
-                self.transport.write(b"".join(refusal))
-                self.transport.close()
+                refuse(self.transport, b"".join(refusal))
 
     def _resume_reading(self) -> None:
         """Read again — after what was held back is parsed — unless paused for a reason."""

@@ -270,6 +270,10 @@ class LocalCluster:
                 # replicas sync at once (the default waits 5 s for more replicas)
                 "--repl-diskless-sync-delay",
                 "0",
+                # a replica may take over however long its link was down (the tests cut
+                # it on purpose): failover must not depend on how busy the machine is
+                "--cluster-replica-validity-factor",
+                "0",
             ]
             self.nodes.append(RedisServer(port, options=options))
 
