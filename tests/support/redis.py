@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -59,15 +59,16 @@ def _bindable(port: int) -> bool:
         return True
 
 
-def free_cluster_port() -> int:
-    """A free port ``p`` whose cluster bus port ``p + 10000`` is free too.
+def free_cluster_port(taken: Container[int] = ()) -> int:
+    """A free port ``p`` whose cluster bus port ``p + 10000`` is free too, not in ``taken``
+    (the ports already picked for nodes not started yet).
 
     Both lie below the kernel's ephemeral range (32768 and up), so no outgoing
     connection takes them between this check and the server's start.
     """
     while True:
         port = random.randrange(20000, 22768)
-        if _bindable(port) and _bindable(port + 10000):
+        if port not in taken and _bindable(port) and _bindable(port + 10000):
             return port
 
 
@@ -257,7 +258,7 @@ class LocalCluster:
         self._failover_ready = failover_ready
         self.nodes: list[RedisServer] = []
         for _ in range(2 * primaries):
-            port = free_cluster_port()
+            port = free_cluster_port(taken={node.port for node in self.nodes})
             options = [
                 "--cluster-enabled",
                 "yes",
@@ -311,28 +312,33 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if self._healthy(nodes):
-                    return
-            except OSError:
-                pass
+                waiting_for = self._waiting_for(nodes)
+            except OSError as error:
+                waiting_for = f"a node's answer ({error})"
+            if waiting_for is None:
+                return
             if time.monotonic() > deadline:
-                raise RuntimeError("the Redis Cluster did not become healthy")
+                raise RuntimeError(
+                    f"the Redis Cluster did not become healthy in {timeout:g} s: "
+                    f"still waiting for {waiting_for}"
+                )
             time.sleep(0.02)
 
-    def _healthy(self, nodes: int) -> bool:
+    def _waiting_for(self, nodes: int) -> str | None:
+        """What keeps the cluster from being healthy (None: nothing)."""
         running = [node for node in self.nodes if node.running]
         if len(running) < nodes:
-            return False
+            return f"{nodes} running nodes ({len(running)} are)"
         views = set()
         for node in running:
             info = _command(node.port, b"CLUSTER INFO").decode()
             if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
-                return False
+                return f"cluster_state:ok on {node.port}"
             views.add(self._view(node.port))
             replication = _command(node.port, b"INFO replication").decode()
             if "role:slave" in replication and "master_link_status:up" not in replication:
-                return False
-        return len(views) == 1
+                return f"replica {node.port} to sync with its primary"
+        return None if len(views) == 1 else f"the nodes to agree ({len(views)} views)"
 
     def _view(self, port: int) -> frozenset[tuple[str, str]]:
         """What a node says about the others: who serves which slots (and, when
