@@ -34,7 +34,7 @@ from typing import Any
 from nexios import encoding
 from nexios.events import EventEmitter
 from nexios.exceptions import ChannelError, ConfigurationError, GroupAccessDenied
-from nexios.framing import FrameSet, encode_payload
+from nexios.framing import Frame, FrameSet, encode_payload
 from nexios.history.base import HistoryEntry, HistoryPage, HistoryStore
 from nexios.layers.base import ChannelLayer, LayerHealth, PublishResult, WireMessage
 from nexios.metrics import Metrics
@@ -778,10 +778,18 @@ class ChannelsRuntime:
         if not members:
             return 0
         queued = 0
+        # Members of a group mostly share one framing: look its frame up once per run.
+        key: str | None = None
+        frame: Frame | None = None
         # Safe to iterate live: a member that fails here leaves later (a spawned task).
         for channel in members.values():
             sender = channel.sender
-            if sender is not None and sender.put(frames.get(channel.frame_key, channel.framer)):
+            if sender is None:
+                continue
+            if channel.frame_key is not key:
+                key = channel.frame_key
+                frame = frames.get(key, channel.framer)
+            if sender.put(frame):  # type: ignore[arg-type]  # set with key, above
                 queued += 1
         metrics = self.metrics
         if metrics is not None and queued:

@@ -157,6 +157,8 @@ class Sender(abc.ABC):
         await waiter
 
     def _went_idle(self) -> None:
+        if not self._idle_waiters:
+            return  # the common case, on every flush: nobody waits
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -402,6 +404,13 @@ class FrameSender(Sender):
         super().__init__(ws, limits, on_failure, on_drop)
         self.sink = sink
         self._scheduler = scheduler
+        # Looked up once: put() and flush() run once per member and message.
+        self._busy = scheduler.busy
+        self._schedule = scheduler.schedule
+        self._buffered = sink.buffered
+        self._write = sink.write
+        self._max_messages = limits.max_messages
+        self._max_bytes = limits.max_bytes
         self._queue: deque[bytes] = deque()
         self._bytes = 0
         self._scheduled = False
@@ -427,17 +436,17 @@ class FrameSender(Sender):
             return False
         data = frame.wire()
         size = len(data)
-        limits = self.limits
+        queue = self._queue
         if (
-            len(self._queue) >= limits.max_messages
-            or self._bytes + self.sink.buffered() + size > limits.max_bytes
+            len(queue) >= self._max_messages
+            or self._bytes + self._buffered() + size > self._max_bytes
         ) and not self._overflow(size):
             return False
-        self._queue.append(data)
+        queue.append(data)
         self._bytes += size
         if not self._scheduled:
             self._scheduled = True
-            self._scheduler.schedule(self)
+            self._schedule(self)
         return True
 
     def _drop_oldest_for(self, size: int) -> bool:
@@ -458,7 +467,7 @@ class FrameSender(Sender):
         if self.closed or not queue:
             return
         # A sink that cannot say when it drains gets everything: its buffer is the queue.
-        room = HIGH_WATER - self.sink.buffered() if self._on_writable is not None else 1 << 62
+        room = HIGH_WATER - self._buffered() if self._on_writable is not None else 1 << 62
         if room <= 0:
             self._wait_writable()
             return
@@ -475,13 +484,13 @@ class FrameSender(Sender):
                 taken += len(part)
             self._bytes -= taken
             data = b"".join(parts)
-        self._scheduler.busy.add(self)
-        if not self.sink.write(data):
+        self._busy.add(self)
+        if not self._write(data):
             self._fail(1006, "connection closed")
             return
         if queue:
             self._wait_writable()
-        else:
+        elif self._idle_waiters:
             self._went_idle()
 
     def _wait_writable(self) -> None:
