@@ -74,9 +74,17 @@ class FrameSink:
         Closed means: the handshake is not complete, a close frame was sent, the peer
         disconnected, or the transport is closing.
         """
-        if self.closed:
+        protocol = self._protocol  # inlined `closed`: this runs per member and message
+        transport = self._transport
+        if (
+            protocol.close_sent
+            or not protocol.handshake_complete
+            or protocol.disconnected
+            or protocol.initial_response is not None
+            or transport.is_closing()
+        ):
             return False
-        self._transport.write(frame)
+        transport.write(frame)
         return True
 
     def buffered(self) -> int:
