@@ -949,7 +949,12 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
     @property
     def closed(self) -> bool:
         """True when :meth:`write` would write nothing."""
-        return self._state != _OPEN or self.transport.is_closing()
+        return (
+            self._state != _OPEN
+            or self.transport.is_closing()
+            or self._ws is None
+            or self._ws.is_close_frame_sent
+        )
 
     @property
     def writing_paused(self) -> bool:

@@ -74,17 +74,9 @@ class FrameSink:
         Closed means: the handshake is not complete, a close frame was sent, the peer
         disconnected, or the transport is closing.
         """
-        protocol = self._protocol  # inlined `closed`: this runs per member and message
-        transport = self._transport
-        if (
-            protocol.close_sent
-            or not protocol.handshake_complete
-            or protocol.disconnected
-            or protocol.initial_response is not None
-            or transport.is_closing()
-        ):
+        if self.closed:
             return False
-        transport.write(frame)
+        self._transport.write(frame)
         return True
 
     def buffered(self) -> int:
