@@ -84,14 +84,16 @@ def build_frame(payload: bytes, *, text: bool) -> bytes:
 class Frame:
     """One outgoing message for members of one payload type, shared by all of them."""
 
-    __slots__ = ("_asgi", "_wire", "is_text", "payload", "size")
+    __slots__ = ("_asgi", "is_text", "payload", "size", "wire_bytes")
 
     def __init__(self, payload: bytes, *, is_text: bool) -> None:
         self.payload = payload
         self.is_text = is_text
         self.size = len(payload)
         self._asgi: dict[str, Any] | None = None
-        self._wire: bytes | None = None
+        self.wire_bytes: bytes | None = None
+        """The complete WebSocket frame once :meth:`wire` built it (senders read it
+        first: it is read once per member)."""
 
     def asgi(self) -> dict[str, Any]:
         """The ASGI ``websocket.send`` message (built once)."""
@@ -106,9 +108,9 @@ class Frame:
 
     def wire(self) -> bytes:
         """The complete WebSocket frame (built once)."""
-        frame = self._wire
+        frame = self.wire_bytes
         if frame is None:
-            frame = self._wire = build_frame(self.payload, text=self.is_text)
+            frame = self.wire_bytes = build_frame(self.payload, text=self.is_text)
         return frame
 
     def __repr__(self) -> str:

@@ -36,9 +36,11 @@ def need_machine() -> None:
     pytest.importorskip("picows")
 
 
-def run_module(module: str, out: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_module(
+    module: str, out: Path, env: dict[str, str] | None = None, *args: str
+) -> dict[str, Any]:
     completed = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", "--out", str(out)],
+        [sys.executable, "-m", module, "--smoke", "--out", str(out), *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -77,6 +79,32 @@ def test_rooms_smoke_every_server_delivers_every_copy(tmp_path: Path) -> None:
         assert math.isfinite(steady["server_us_per_delivery"]), name
         assert all(step["joined_after"] == run["sockets"] for step in run["steps"]), name
         assert run["knee"]["rate"] in (0.0, plan.base_rate, *plan.knee_rates), name
+
+
+def test_rooms_knee_only_ramps_from_the_lowest_rate_and_reports_the_knee(
+    tmp_path: Path,
+) -> None:
+    need_machine()
+    out = tmp_path / "knee.json"
+    rates = (24.0, 48.0)
+    args = ("--knee-only", "--servers", "nexios", "--knee-rates", ",".join(map(str, rates)))
+    data = run_module("bench.rooms.run", out, None, *args)
+
+    (run,) = data["runs"]
+    assert data["meta"]["plan"]["steady"] is False
+    # No steady step: the ramp alone, every rate of it passed at this size.
+    assert [step["rate"] for step in run["steps"]] == list(rates)
+    assert all(step["delivered"] == step["expected"] > 0 for step in run["steps"])
+    assert run["knee"] == {"rate": rates[-1], "failed_at": None}
+    report = tmp_path / "knee.md"
+    subprocess.run(
+        [sys.executable, "-m", "bench.rooms.report", str(out), "--out", str(report)],
+        cwd=ROOT,
+        check=True,
+        timeout=TIME_LIMIT,
+    )
+    text = report.read_text()
+    assert "## Knee: rates from the lowest" in text and "| nexios | ≥ 48 | none |" in text
 
 
 def test_growth_smoke_reports_every_phase(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 The page (``tests/support/protocol_page.html``) loads ``/_nexios/nexios.js`` from the
 server — no build step — subscribes to three groups and shows each message as a list
 item; when a recovery is incomplete it reloads, as an app would. Every scenario runs on
-one process (memory layer) and on two workers sharing Redis, with sqlite history:
+one process (memory layer) and on two processes sharing Redis, with sqlite history:
 
 - the network is cut (Playwright offline) for 5 s while 200 messages are published
   (from an HTTP handler and from the Python client): each page shows every message
@@ -31,7 +31,7 @@ import pytest
 from nexios.client import connect
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.redis import REDIS_SERVER, RedisServer
-from tests.support.server import Server, free_port, serve, wait_for
+from tests.support.server import Server, free_port, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -59,14 +59,20 @@ def browser() -> Iterator[Browser]:
 
 
 class Deployment:
-    """``nexios run`` of the protocol app: one process, or two workers on Redis."""
+    """``nexios run`` of the protocol app: one process, or two processes on Redis.
+
+    The two processes listen on ports of their own, and the pages of :func:`two_pages`
+    open one on each: with ``--workers 2`` on one port the kernel picks the worker, and
+    under load it can pick the same one every time.
+    """
 
     def __init__(self, kind: str, tmp_path: Path, redis: RedisServer | None) -> None:
         self.kind = kind
         self.history = tmp_path / "history.db"
         self.redis = redis
-        self.port = free_port()
+        self.ports = [free_port()] + ([free_port()] if redis is not None else [])
         self.extra: dict[str, str] = {}
+        self.servers: list[Server] = []
 
     def env(self, history: Path | None = None) -> dict[str, str]:
         env = {
@@ -79,12 +85,14 @@ class Deployment:
         return env
 
     @contextlib.contextmanager
-    def run(self, *, port: int | None = None, history: Path | None = None) -> Iterator[Server]:
-        args = ["--workers", "2"] if self.redis is not None else []
-        with serve(APP, env=self.env(history), args=args, port=port or self.port) as server:
-            if self.redis is not None:
-                wait_for(lambda: server.log().count("Application startup complete") >= 2, 20)
-            yield server
+    def run(self, *, elsewhere: bool = False, history: Path | None = None) -> Iterator[Server]:
+        """Start the deployment (on new ports with ``elsewhere``); yield its first process."""
+        ports = [free_port() for _ in self.ports] if elsewhere else self.ports
+        with contextlib.ExitStack() as stack:
+            self.servers = [
+                stack.enter_context(serve(APP, env=self.env(history), port=port)) for port in ports
+            ]
+            yield self.servers[0]
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -150,15 +158,10 @@ def pages(browser: Browser) -> Iterator[Pages]:
 def two_pages(
     pages: Pages, server: Server, names: list[str], deployment: Deployment, **query: str
 ) -> list[Page]:
-    """Two pages; on two workers, on different workers (the kernel picks: try again)."""
+    """Two pages; on Redis, one on each of the deployment's two processes."""
     first = pages.open(server, names, **query)
-    second = pages.open(server, names, **query)
+    second = pages.open(deployment.servers[-1], names, **query)
     if deployment.redis is not None:
-        for _ in range(12):
-            if first.evaluate("window.pid()") != second.evaluate("window.pid()"):
-                break
-            pages.discard(second)
-            second = pages.open(server, names, **query)
         assert first.evaluate("window.pid()") != second.evaluate("window.pid()")
     return [first, second]
 
@@ -250,7 +253,7 @@ def test_a_restarted_server_is_recovered_from_sqlite_history(
         for page in both:
             shows_all(page, names[0], 5)
     # Down: the pages retry. Elsewhere, on the same history, 30 more messages.
-    with deployment.run(port=free_port()) as elsewhere:
+    with deployment.run(elsewhere=True) as elsewhere:
         for n in range(5, 35):
             post(elsewhere, names[0], {"n": n})
         publish_with_python_client(elsewhere, names[1], 10, 0)

@@ -91,8 +91,7 @@ class SinkPeer(Peer):
         return True
 
     def buffered(self) -> int:
-        # A stalled peer sits above the high-water mark: nothing more is written.
-        return self.backlog + (0 if self.reading.is_set() else HIGH_WATER)
+        return self.backlog
 
     def abort(self) -> None:
         self.aborted = True
@@ -117,7 +116,8 @@ class SinkPeer(Peer):
                 length, start = int.from_bytes(data[2:4], "big"), 4
             elif length == 127:
                 length, start = int.from_bytes(data[2:10], "big"), 10
-            self.received.append(data[start : start + length].decode())
+            # rstrip: stall() pads its frame to fill the transport
+            self.received.append(data[start : start + length].decode().rstrip(" "))
             data = data[start + length :]
         self.changed.set()
 
@@ -183,9 +183,14 @@ def frame(i: int | str) -> Frame:
 async def stall(sender: Sender, peer: Peer) -> None:
     """Leave a message "first" on its way and the peer no longer reading."""
     if isinstance(sender, FrameSender):
-        sender.put(frame("first"))
-        await peer.until(1)  # written to the transport, which then stops draining
+        assert isinstance(peer, SinkPeer)
         peer.stop_reading()
+        # Padded to a frame of HIGH_WATER bytes (10 bytes of header): once it is written,
+        # the transport holds as much as the sender lets it, and frames wait in its queue.
+        sender.put(frame("first".ljust(HIGH_WATER - 10)))
+        async with asyncio.timeout(5):
+            while peer.backlog < HIGH_WATER:
+                await asyncio.sleep(0)
     else:
         peer.stop_reading()
         sender.put(frame("first"))

@@ -8,7 +8,8 @@ Timings are taken in the server, around the public calls, and sent back to the c
 - ``/ctl``: ``presence <group> <times>`` calls ``ChannelBox.presence(group)`` that many
   times and replies ``{"ns": [...], "members": n}``; ``gc`` replies with the cyclic
   garbage collector's pauses so far, per generation (count, total and longest, in ns):
-  a full collection walks every live object, so it grows with the members.
+  a full collection walks every live object, so it grows with the members. ``objects``
+  replies with the number of objects the collector tracks, and the most common types.
 
 The per-message checks stay on; the per-address connection cap is lifted (one client
 opens every socket) and the idle timeout is an hour, past any run.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import Counter
 from typing import Any
 
 from nexios import Channel, ChannelBox, NexiosApp, WebSocket
@@ -71,6 +73,11 @@ async def control(ws: WebSocket) -> None:
     async for text in ws.iter_text():
         if text == "gc":
             await ws.send_json({str(gen): entry for gen, entry in gc_pauses.items()})
+            continue
+        if text == "objects":
+            tracked = gc.get_objects()
+            top = Counter(type(item).__qualname__ for item in tracked).most_common(25)
+            await ws.send_json({"tracked": len(tracked), "top": top})
             continue
         _command, group, times = text.split()
         durations = []

@@ -75,6 +75,7 @@ class Plan:
     connect_batch: int = 100
     servers_per_app: int = 2
     rounds: int = 1
+    steady: bool = True  # False: the knee ramp alone, from its first (lowest) rate
 
     @property
     def sockets(self) -> int:
@@ -114,7 +115,7 @@ SMOKE = Plan(
 
 
 def client_spec(plan: Plan, urls: list[str], protocol: str, path: str) -> dict[str, Any]:
-    steps = [{"rate": plan.base_rate, "seconds": plan.seconds}]
+    steps = [{"rate": plan.base_rate, "seconds": plan.seconds}] if plan.steady else []
     steps += [{"rate": rate, "seconds": plan.knee_seconds} for rate in plan.knee_rates]
     return {
         "urls": urls,
@@ -216,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="steady-load duration")
     parser.add_argument("--knee-rates", default=None, help="comma list of messages/s")
     parser.add_argument("--knee-seconds", type=float, default=None)
+    parser.add_argument(
+        "--knee-only",
+        action="store_true",
+        help="no steady load: ramp through --knee-rates from the lowest, to find knees "
+        "below the steady rate",
+    )
     parser.add_argument("--quiet-wait", type=float, default=None)
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else SMALL if args.small else FULL
@@ -228,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["knee_rates"] = tuple(float(r) for r in args.knee_rates.split(",") if r)
     if args.knee_seconds:
         overrides["knee_seconds"] = args.knee_seconds
+    if args.knee_only:
+        overrides["steady"] = False
     plan = Plan(**{**asdict(plan), **overrides})
     names = [name for name in args.servers.split(",") if name]
     for name in names:

@@ -362,27 +362,26 @@ class AsgiSender(Sender):
 
 class FlushScheduler:
     """Writes every frame sender's queue once at the end of the loop iteration, and
-    keeps the set of senders whose deadline is worth watching (``busy``): those that
-    sent since they were last seen idle, so idle members cost the deadline check
-    nothing."""
+    keeps the set of senders whose deadline is worth watching (``busy``): those whose
+    peer may be behind, so members that keep up cost the deadline check nothing."""
 
-    __slots__ = ("_due", "_loop", "_scheduled", "busy")
+    __slots__ = ("_loop", "busy", "due")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._due: list[FrameSender] = []
-        self._scheduled = False
+        self.due: list[FrameSender] = []
+        """Senders to flush at the end of this iteration; :meth:`schedule` adds to it."""
         self.busy: set[Sender] = set()
 
     def schedule(self, sender: FrameSender) -> None:
-        self._due.append(sender)
-        if not self._scheduled:
-            self._scheduled = True
+        """Flush ``sender`` at the end of this loop iteration."""
+        if not self.due:
             self._loop.call_soon(self._flush)
+        self.due.append(sender)
 
     def _flush(self) -> None:
-        self._scheduled = False
-        due, self._due = self._due, []
+        due = self.due[:]
+        self.due.clear()
         for sender in due:
             sender.flush()
 
@@ -407,16 +406,22 @@ class FrameSender(Sender):
         # Looked up once: put() and flush() run once per member and message.
         self._busy = scheduler.busy
         self._schedule = scheduler.schedule
+        self._due = scheduler.due
         self._buffered = sink.buffered
         self._write = sink.write
         self._max_messages = limits.max_messages
         self._max_bytes = limits.max_bytes
+        on_writable = getattr(sink, "on_writable", None)
         self._queue: deque[bytes] = deque()
         self._bytes = 0
-        self._scheduled = False
+        # What the transport holds, as of our last look, plus what we wrote since: an
+        # upper bound (it only drains between our writes), so put() and flush() need
+        # not ask the sink on every message, only when the bound says it may be full.
+        self._backlog = 0
+        # A sink that cannot say when it drains gets everything: its buffer is the queue.
+        self._high_water = HIGH_WATER if on_writable is not None else 1 << 62
         # Since when the peer has been behind (its backlog above LOW_WATER).
         self._stalled_since: float | None = None
-        on_writable = getattr(sink, "on_writable", None)
         self._on_writable: Callable[[Callable[[], None] | None], None] | None = on_writable
 
     @property
@@ -434,25 +439,43 @@ class FrameSender(Sender):
     def put(self, frame: Frame) -> bool:
         if self.closed:
             return False
-        data = frame.wire()
+        data = frame.wire_bytes or frame.wire()
         size = len(data)
         queue = self._queue
-        if (
-            len(queue) >= self._max_messages
-            or self._bytes + self._buffered() + size > self._max_bytes
-        ) and not self._overflow(size):
+        if queue:  # a flush is already on its way (this iteration, or once writable)
+            if (
+                len(queue) >= self._max_messages
+                or self._bytes + self._backlog + size > self._max_bytes
+            ) and not self._room_for(size):
+                return False
+            queue.append(data)
+            self._bytes += size
+            return True
+        if self._backlog + size > self._max_bytes and not self._room_for(size):
             return False
         queue.append(data)
-        self._bytes += size
-        if not self._scheduled:
-            self._scheduled = True
+        self._bytes = size
+        due = self._due
+        if due:
+            due.append(self)  # the scheduler's flush is on its way: no need to call it
+        else:
             self._schedule(self)
         return True
+
+    def _room_for(self, size: int) -> bool:
+        """The bound says the queue is full: look at the transport, then apply the policy."""
+        self._backlog = self._buffered()
+        if (
+            len(self._queue) < self._max_messages
+            and self._bytes + self._backlog + size <= self._max_bytes
+        ):
+            return True
+        return self._overflow(size)
 
     def _drop_oldest_for(self, size: int) -> bool:
         limits = self.limits
         queue = self._queue
-        backlog = self.sink.buffered()
+        backlog = self._backlog
         while queue and (
             len(queue) >= limits.max_messages or self._bytes + backlog + size > limits.max_bytes
         ):
@@ -462,20 +485,32 @@ class FrameSender(Sender):
 
     def flush(self) -> None:
         """Write queued frames while the transport takes them (one ``write`` call)."""
-        self._scheduled = False
         queue = self._queue
-        if self.closed or not queue:
+        if not queue:
             return
-        # A sink that cannot say when it drains gets everything: its buffer is the queue.
-        room = HIGH_WATER - self._buffered() if self._on_writable is not None else 1 << 62
-        if room <= 0:
-            self._wait_writable()
+        if self._bytes > self._high_water - self._backlog:
+            self._flush_part()
             return
-        if len(queue) == 1 or self._bytes <= room:
-            data = b"".join(queue) if len(queue) > 1 else queue[0]
-            queue.clear()
-            self._bytes = 0
-        else:
+        data = queue[0] if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self._bytes = 0
+        # _written(data), inlined: this runs once per member and message
+        if not self._write(data):
+            self._fail(1006, "connection closed")
+            return
+        backlog = self._backlog = self._backlog + len(data)
+        if backlog > LOW_WATER:
+            self._busy.add(self)
+        if self._idle_waiters:
+            self._went_idle()
+
+    def _flush_part(self) -> None:
+        """Not all of the queue fits under the high-water mark by the bound: look at the
+        transport, write what fits and wait for it to drain."""
+        self._backlog = self._buffered()
+        room = self._high_water - self._backlog
+        queue = self._queue
+        if room > 0:
             parts = []
             taken = 0
             while queue and taken < room:
@@ -483,15 +518,22 @@ class FrameSender(Sender):
                 parts.append(part)
                 taken += len(part)
             self._bytes -= taken
-            data = b"".join(parts)
-        self._busy.add(self)
+            if not self._written(b"".join(parts)):
+                return
+        if queue:
+            self._busy.add(self)
+            self._wait_writable()
+
+    def _written(self, data: bytes) -> bool:
         if not self._write(data):
             self._fail(1006, "connection closed")
-            return
-        if queue:
-            self._wait_writable()
-        elif self._idle_waiters:
+            return False
+        backlog = self._backlog = self._backlog + len(data)
+        if backlog > LOW_WATER:
+            self._busy.add(self)  # the peer may be behind: watch its deadline
+        if self._idle_waiters and not self._queue:
             self._went_idle()
+        return True
 
     def _wait_writable(self) -> None:
         if self._on_writable is not None:
@@ -506,7 +548,8 @@ class FrameSender(Sender):
     def overdue(self, now: float) -> bool:
         if self._queue:
             self.flush()  # in case the transport drained without telling us
-        if self._bytes + self.sink.buffered() <= LOW_WATER:
+        self._backlog = self.sink.buffered()
+        if self._bytes + self._backlog <= LOW_WATER:
             self._stalled_since = None
             return False
         if self._stalled_since is None:
