@@ -186,7 +186,7 @@ async def drive_fanout(
                 return latency
 
     # Members join after their handshake: broadcast until one reaches everybody.
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # 5,000 joins take a while on a slow machine
     while True:
         try:
             await one(0.2)
