@@ -87,12 +87,14 @@ def test_rooms_knee_only_ramps_from_the_lowest_rate_and_reports_the_knee(
     need_machine()
     out = tmp_path / "knee.json"
     rates = (24.0, 48.0)
-    args = ("--knee-only", "--servers", "nexios", "--knee-rates", ",".join(map(str, rates)))
+    args = ("--knee-only", "--warmup", "0.5", "--servers", "nexios")
+    args += ("--knee-rates", ",".join(map(str, rates)))
     data = run_module("bench.rooms.run", out, None, *args)
 
     (run,) = data["runs"]
     assert data["meta"]["plan"]["steady"] is False
-    # No steady step: the ramp alone, every rate of it passed at this size.
+    # No steady step: a warm-up at the first rate, apart, then the ramp alone.
+    assert run["warmup"]["rate"] == rates[0] and run["warmup"]["delivered"] > 0
     assert [step["rate"] for step in run["steps"]] == list(rates)
     assert all(step["delivered"] == step["expected"] > 0 for step in run["steps"])
     assert run["knee"] == {"rate": rates[-1], "failed_at": None}

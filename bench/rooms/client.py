@@ -223,7 +223,7 @@ async def run_step(
 
 async def main(spec: dict[str, Any]) -> None:
     rooms, room_size = spec["rooms"], spec["members"]
-    steps: list[dict[str, float]] = spec["steps"]
+    steps: list[dict[str, Any]] = spec["steps"]
     capacity = sum(int(step["rate"] * step["seconds"]) + 1 for step in steps) + 16
     Member.tally = Tally(capacity)
     Member.joined = [0]
@@ -238,6 +238,9 @@ async def main(spec: dict[str, Any]) -> None:
     for index, step in enumerate(steps):
         result, seq = await run_step(spec, order, step["rate"], step["seconds"], seq)
         result["joined_after"] = Member.joined[0]
+        if step.get("warmup"):
+            emit("step", index=index, warmup=True, **result)
+            continue
         emit("step", index=index, **result)
         stop_when = spec.get("stop_above_p99_ms")
         if stop_when is not None and not result["p99_ms"] <= stop_when:

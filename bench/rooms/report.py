@@ -196,8 +196,10 @@ def load_lines(plan: dict[str, Any]) -> list[str]:
     )
     if not plan.get("steady", True):
         return [
-            f"- No steady load (`--knee-only`): every member sends {plan['payload']}-byte text "
-            f"messages, {plan['members']} copies each, at {rates} msg/s in, "
+            f"- No steady load (`--knee-only`): after a warm-up of {plan.get('warmup', 0):g} s "
+            "at the first rate (not counted: right after the connects a server still "
+            f"settles), members send {plan['payload']}-byte text messages "
+            f"({plan['members']} copies each) at {rates} msg/s in, "
             f"{plan['knee_seconds']:g} s each, from the lowest, {knee}"
         ]
     return [

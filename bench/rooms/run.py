@@ -76,6 +76,7 @@ class Plan:
     servers_per_app: int = 2
     rounds: int = 1
     steady: bool = True  # False: the knee ramp alone, from its first (lowest) rate
+    warmup: float = 0.0  # knee ramp alone: seconds at its first rate first, not counted
 
     @property
     def sockets(self) -> int:
@@ -115,7 +116,14 @@ SMOKE = Plan(
 
 
 def client_spec(plan: Plan, urls: list[str], protocol: str, path: str) -> dict[str, Any]:
-    steps = [{"rate": plan.base_rate, "seconds": plan.seconds}] if plan.steady else []
+    if plan.steady:
+        steps: list[dict[str, Any]] = [{"rate": plan.base_rate, "seconds": plan.seconds}]
+    elif plan.warmup:
+        # Right after 10,000 connects a server still settles (a collection walks all it
+        # just allocated): a one-off pause there is not the knee of the rate.
+        steps = [{"rate": plan.knee_rates[0], "seconds": plan.warmup, "warmup": True}]
+    else:
+        steps = []
     steps += [{"rate": rate, "seconds": plan.knee_seconds} for rate in plan.knee_rates]
     return {
         "urls": urls,
@@ -166,6 +174,10 @@ def run_one(plan: Plan, name: str, logs: Path, quiet_wait: float) -> dict[str, A
                         delivered = max(1, step["delivered"])
                         step["server_us_per_delivery"] = sum(step["server_cpu_s"]) / delivered * 1e6
                         step["redis_us_per_delivery"] = step["redis_cpu_s"] / delivered * 1e6
+                        if step.get("warmup"):  # not a step of the ramp
+                            out["warmup"] = step
+                            print(f"  {name:<22} warm-up: {_brief(step)}", flush=True)
+                            continue
                         out["steps"].append(step)
                         print(f"  {name:<22} {_brief(step)}", flush=True)
                     elif kind == "done":
@@ -218,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--knee-rates", default=None, help="comma list of messages/s")
     parser.add_argument("--knee-seconds", type=float, default=None)
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=15.0,
+        help="with --knee-only: seconds at the first rate before the ramp, not counted",
+    )
+    parser.add_argument(
         "--knee-only",
         action="store_true",
         help="no steady load: ramp through --knee-rates from the lowest, to find knees "
@@ -237,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["knee_seconds"] = args.knee_seconds
     if args.knee_only:
         overrides["steady"] = False
+        overrides["warmup"] = args.warmup
     plan = Plan(**{**asdict(plan), **overrides})
     names = [name for name in args.servers.split(",") if name]
     for name in names:
