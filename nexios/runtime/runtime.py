@@ -40,7 +40,12 @@ from nexios.layers.base import ChannelLayer, LayerHealth, PublishResult, WireMes
 from nexios.metrics import Metrics
 from nexios.runtime.channel import Channel, encode_metadata
 from nexios.runtime.feeds import GroupFeed, Resync
-from nexios.runtime.presence import PresenceMember, member_from_record, presence_info
+from nexios.runtime.presence import (
+    HeartbeatRotation,
+    PresenceMember,
+    member_from_record,
+    presence_info,
+)
 from nexios.runtime.senders import (
     DEADLINE_MISSED,
     EVICTION_CLOSE_CODE,
@@ -221,6 +226,7 @@ class ChannelsRuntime:
         self.feeds: dict[str, GroupFeed] = {}
         self._opening: dict[str, asyncio.Future[GroupFeed]] = {}
         self._presence_info: dict[tuple[str, str], bytes] = {}
+        self._beats = HeartbeatRotation()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -363,6 +369,7 @@ class ChannelsRuntime:
         self.groups.clear()
         self.channels.clear()
         self._presence_info.clear()
+        self._beats.clear()
         self._closing.clear()
         self._settings = self._layer = self._history = None
         self._maintenance = self._stop_requested = self._scheduler = None
@@ -485,6 +492,7 @@ class ChannelsRuntime:
         self.channels[channel.uuid] = channel
         if info is not None:
             self._presence_info[(group, channel.uuid)] = info
+            self._beats.add((group, channel.uuid))
 
     async def _open_feed(self, group: str) -> GroupFeed:
         """The group's feed, subscribed and positioned (the first local member opens it)."""
@@ -1030,7 +1038,7 @@ class ChannelsRuntime:
         assert self._loop is not None and self._stop_requested is not None
         loop, stop = self._loop, self._stop_requested
         heartbeat = max(0.05, self.settings.presence_ttl / 3)
-        next_expiry = next_heartbeat = loop.time()
+        next_expiry = next_reap = last_beat = loop.time()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_DEADLINE_CHECK):
@@ -1043,9 +1051,13 @@ class ChannelsRuntime:
                 if now >= next_expiry:
                     next_expiry = now + _EXPIRY_CHECK
                     await self._close_expired()
-                if now >= next_heartbeat and not stop.is_set():
-                    next_heartbeat = now + heartbeat
-                    await self._heartbeat()
+                # A slice of the presence entries every tick, as much of them as the
+                # time since the last tick is of a heartbeat: each once per heartbeat.
+                share, last_beat = (now - last_beat) / heartbeat, now
+                await self._heartbeat(share)
+                if now >= next_reap and not stop.is_set():
+                    next_reap = now + heartbeat
+                    await self._reap()
             except Exception:
                 logger.exception("Channel maintenance failed; retrying")
 
@@ -1073,18 +1085,15 @@ class ChannelsRuntime:
                     channel, reason="expired", close_code=1000, close_reason="channel expired"
                 )
 
-    async def _heartbeat(self) -> None:
-        """Keep this process's presence entries alive — adding back any that vanished
-        (the broker lost its data; another process reaped them while this one stalled) —
-        then reap the entries of processes that died."""
-        entries = [(group, cid, info) for (group, cid), info in self._presence_info.items()]
+    async def _heartbeat(self, share: float) -> None:
+        """Keep ``share`` of this process's presence entries alive (those refreshed
+        longest ago), adding back any that vanished: the broker lost its data, or another
+        process reaped them while this one stalled."""
+        entries = self._beats.next_slice(self._presence_info, share)
+        if not entries:
+            return
         try:
-            restored = (
-                await self.layer.presence_heartbeat(entries, self.settings.presence_ttl)
-                if entries
-                else []
-            )
-            reaped = await self.layer.presence_reap()
+            restored = await self.layer.presence_heartbeat(entries, self.settings.presence_ttl)
         except ChannelError as error:
             logger.warning("Presence heartbeat failed: %s", error)
             return
@@ -1094,6 +1103,14 @@ class ChannelsRuntime:
             await self._emit(
                 "channel.join", member.group, member.channel_id, member.metadata, "restored"
             )
+
+    async def _reap(self) -> None:
+        """Remove the presence entries of processes that died (their time ran out)."""
+        try:
+            reaped = await self.layer.presence_reap()
+        except ChannelError as error:
+            logger.warning("Presence reap failed: %s", error)
+            return
         for record in reaped:
             if record.group == PROCESS_DIRECTORY:
                 continue  # a process that died: not a member leaving a group
