@@ -195,6 +195,9 @@ class ProtocolFramer(Framer):
 
 
 FRAMER = ProtocolFramer()
+_PING_SLICES = 10
+"""Ticks one round of pings (a ping interval) is spread over."""
+
 _PING = Frame(PING_PUSH, is_text=True)
 
 
@@ -283,11 +286,20 @@ class ChannelsEndpoint:
             del self.connections[connection.client_id]
 
     async def _ping_all(self) -> None:
-        """One task per endpoint pings every connection; it ends with the last one."""
+        """One task per endpoint pings every connection once per ``ping_interval``, a
+        slice at a time (one sweep of all of them held the event loop for a time that
+        grows with the connections); it ends with the last one."""
+        round_: list[ProtocolConnection] = []
+        index = 0
         while self.connections:
-            await asyncio.sleep(self.ping_interval)
-            for connection in list(self.connections.values()):
-                connection.push(_PING)
+            await asyncio.sleep(self.ping_interval / _PING_SLICES)
+            if index >= len(round_):
+                round_, index = list(self.connections.values()), 0
+            size = -(-len(round_) // _PING_SLICES)
+            for connection in round_[index : index + size]:
+                if self.connections.get(connection.client_id) is connection:
+                    connection.push(_PING)
+            index += size
 
     # ------------------------------------------------------------------ relays
 

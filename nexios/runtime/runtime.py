@@ -39,6 +39,7 @@ from nexios.history.base import HistoryEntry, HistoryPage, HistoryStore
 from nexios.layers.base import ChannelLayer, LayerHealth, PublishResult, WireMessage
 from nexios.metrics import Metrics
 from nexios.runtime.channel import Channel, encode_metadata
+from nexios.runtime.collector import COLLECTOR
 from nexios.runtime.feeds import GroupFeed, Resync
 from nexios.runtime.presence import (
     HeartbeatRotation,
@@ -227,6 +228,7 @@ class ChannelsRuntime:
         self._opening: dict[str, asyncio.Future[GroupFeed]] = {}
         self._presence_info: dict[tuple[str, str], bytes] = {}
         self._beats = HeartbeatRotation()
+        self._collector_attached = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -344,6 +346,9 @@ class ChannelsRuntime:
             self._stopping = self._layer_failed_at_stop = False
             self._stop_requested = asyncio.Event()
             self._scheduler = FlushScheduler(loop)
+            if settings.gc_freeze:
+                COLLECTOR.attach()
+                self._collector_attached = True
             self._maintenance = loop.create_task(self._maintain(), name="nexios-channels")
 
     def _bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -367,9 +372,14 @@ class ChannelsRuntime:
         self.feeds.clear()
         self._opening.clear()
         self.groups.clear()
+        for _ in self.channels:
+            COLLECTOR.left()
         self.channels.clear()
         self._presence_info.clear()
         self._beats.clear()
+        if self._collector_attached:
+            self._collector_attached = False
+            COLLECTOR.detach()
         self._closing.clear()
         self._settings = self._layer = self._history = None
         self._maintenance = self._stop_requested = self._scheduler = None
@@ -489,7 +499,9 @@ class ChannelsRuntime:
         members[channel.uuid] = channel
         channel.groups.add(group)
         channel.host = self
-        self.channels[channel.uuid] = channel
+        if channel.uuid not in self.channels:
+            self.channels[channel.uuid] = channel
+            COLLECTOR.joined()
         if info is not None:
             self._presence_info[(group, channel.uuid)] = info
             self._beats.add((group, channel.uuid))
@@ -637,7 +649,7 @@ class ChannelsRuntime:
         if not members:
             del self.groups[group]
         if not channel.groups:
-            self.channels.pop(channel.uuid, None)
+            self._channel_gone(channel)
         return True
 
     async def forget(
@@ -659,9 +671,13 @@ class ChannelsRuntime:
                 sender.end(close_code, close_reason or reason)
             else:
                 channel.websocket.end(close_code, close_reason or reason)
-        self.channels.pop(channel.uuid, None)
+        self._channel_gone(channel)
         for group in list(channel.groups):
             await self.leave(channel, group, reason)
+
+    def _channel_gone(self, channel: Channel) -> None:
+        if self.channels.pop(channel.uuid, None) is not None:
+            COLLECTOR.left()
 
     async def release(self, channel: Channel, *, reason: str) -> None:
         """The channel's socket ended: leave every group and stop its sender."""

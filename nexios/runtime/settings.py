@@ -94,6 +94,9 @@ class ChannelSettings:
     history_limits: HistoryLimits = field(default_factory=HistoryLimits)
     outbox: OutboxLimits = field(default_factory=OutboxLimits)
     presence_ttl: float = DEFAULT_PRESENCE_TTL
+    gc_freeze: bool = False
+    """Freeze what survives full garbage collections (``NEXIOS_GC_FREEZE``; ``nexios
+    run`` sets it): see :mod:`nexios.runtime.collector`."""
     test_delivery_jitter: float = 0.0
     """Tests only: saved messages reach their group's feed after a random delay of up to
     this many seconds, to prove that delivery order does not depend on arrival order."""
@@ -114,6 +117,7 @@ class ChannelSettings:
             presence_ttl=overrides.presence_ttl
             or _number(env, "NEXIOS_PRESENCE_TTL", "seconds")
             or DEFAULT_PRESENCE_TTL,
+            gc_freeze=_flag(env, "NEXIOS_GC_FREEZE"),
             test_delivery_jitter=env_number(
                 env, "NEXIOS_TEST_DELIVERY_JITTER", minimum=0, exclusive=False, what="seconds"
             )
@@ -129,6 +133,15 @@ class ChannelSettings:
         if self.history_url:
             return history_from_url(self.history_url, limits=self.history_limits)
         return layer.default_history()
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env_text(env, name)
+    if text is None or is_off(text):
+        return False
+    if text.lower() in {"1", "on", "yes", "true"}:
+        return True
+    raise ConfigurationError(f"{name} must be 1 or 0 (on or off); got {text!r}.")
 
 
 def _number(env: Mapping[str, str], name: str, what: str, *, integer: bool = False) -> Any:
