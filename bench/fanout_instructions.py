@@ -33,13 +33,14 @@ FEW, MANY = 20, 100
 
 # Runs inside the measured process, with the tree's root as the working directory.
 PROGRAM = r"""
-import asyncio, os, sys
+import asyncio, contextlib, os, sys
 sys.path.insert(0, os.getcwd())
 from bench.app_nexios import app
 from nexios import ChannelBox
 
 MEMBERS, PER_FLUSH, REPS = (int(v) for v in sys.argv[1:4])
 PAYLOAD = "nexios bench echo payload 0123456789abcdef"
+MARK = PAYLOAD.encode()
 
 
 class Sink:
@@ -47,7 +48,7 @@ class Sink:
         self.copies = copies
 
     def write(self, frame):
-        self.copies[0] += 1
+        self.copies[0] += frame.count(MARK)  # a flush writes its frames joined
         return True
 
     def buffered(self):
@@ -79,6 +80,14 @@ async def fan_out_once():
 
 
 async def main():
+    # Outside a request ChannelBox needs the app's runtime made current (the first
+    # version had one runtime per process, and no app.channels).
+    channels = getattr(app, "channels", None)
+    async with channels.activated() if channels is not None else contextlib.nullcontext():
+        await measure()
+
+
+async def measure():
     copies = [0]
     never = asyncio.get_running_loop().create_future()
     if hasattr(app, "startup"):
@@ -128,8 +137,9 @@ def instructions(tree: Path, per_flush: int, reps: int) -> tuple[int, int]:
         env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(tree)},
         capture_output=True,
         text=True,
-        check=True,
     )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the measured run failed:\n{completed.stderr[-3000:]}")
     refs = re.search(r"I\s+refs:\s+([\d,]+)", completed.stderr)
     copies = re.search(r"copies (\d+)", completed.stdout)
     if refs is None or copies is None:
