@@ -29,17 +29,18 @@ pytestmark = pytest.mark.anyio
 
 
 class Pinged:
-    """A connection that records when it was pinged."""
+    """A connection that records when it was pinged, and which pings timed out."""
 
     def __init__(self) -> None:
         self.pings: list[float] = []
+        self.expired: list[int] = []
 
-    def keepalive_ping(self) -> bool:
+    def keepalive_ping(self) -> int:
         self.pings.append(asyncio.get_running_loop().time())
-        return True
+        return len(self.pings)
 
-    def keepalive_expired(self) -> None:
-        return None
+    def keepalive_expired(self, ping: int) -> None:
+        self.expired.append(ping)
 
 
 async def test_the_keepalive_pings_every_connection_once_a_round_a_slice_at_a_time() -> None:
@@ -64,6 +65,24 @@ async def test_the_keepalive_pings_every_connection_once_a_round_a_slice_at_a_ti
             ticks[round(at, 3)] = ticks.get(round(at, 3), 0) + 1
     assert max(ticks.values()) <= -(-count // PING_SLICES) + 1, ticks
     assert loop.time() > 0
+
+
+async def test_each_ping_times_out_by_its_own_number() -> None:
+    # A connection's slot can move to earlier in the next round (the round is a new
+    # snapshot): pinged again before the last ping's timeout, it must be judged on the
+    # ping each timeout belongs to, or an answered ping would close it.
+    interval = 0.2
+    target = Pinged()
+    connections: set[Any] = {target}
+    config = types.SimpleNamespace(
+        ws_ping_interval=interval, ws_ping_timeout=interval * 1.5, ws_max_size=1
+    )
+    guard = ServerGuard(config, types.SimpleNamespace(connections=connections), WireSettings())
+    guard.keepalive_started()
+    while len(target.expired) < 3:
+        await asyncio.sleep(interval / 4)
+    connections.clear()
+    assert target.expired[:3] == [1, 2, 3]
 
 
 async def test_survivors_of_a_full_collection_are_frozen_until_a_quarter_turned_over() -> None:

@@ -180,9 +180,11 @@ PING_SLICES = 20
 
 
 class KeepaliveTarget(Protocol):
-    def keepalive_ping(self) -> bool: ...
+    def keepalive_ping(self) -> int:
+        """Send a ping; its number, 0 when none went out."""
 
-    def keepalive_expired(self) -> None: ...
+    def keepalive_expired(self, ping: int) -> None:
+        """``ping``'s timeout passed: close if it is still unanswered."""
 
 
 class ServerGuard:
@@ -291,10 +293,10 @@ class ServerGuard:
         size = -(-len(self._ping_round) // PING_SLICES)
         start, self._ping_index = self._ping_index, self._ping_index + size
         pinged = [
-            connection
+            (connection, ping)
             for connection in self._ping_round[start : self._ping_index]
             if getattr(connection, "keepalive_ping", None) is not None
-            and connection.keepalive_ping()
+            and (ping := connection.keepalive_ping())
         ]
         if self._ping_index >= len(self._ping_round):
             self._ping_round = []  # let go of the connections that closed since
@@ -307,9 +309,11 @@ class ServerGuard:
             )
 
 
-def _expire_pings(pinged: list[KeepaliveTarget]) -> None:
-    for connection in pinged:
-        connection.keepalive_expired()
+def _expire_pings(pinged: list[tuple[KeepaliveTarget, int]]) -> None:
+    # Each ping is numbered: a connection pinged again since (its slot moved to earlier
+    # in the next round) is judged on its own ping's timeout, not on this one's.
+    for connection, ping in pinged:
+        connection.keepalive_expired(ping)
 
 
 _guards: weakref.WeakKeyDictionary[Any, ServerGuard] = weakref.WeakKeyDictionary()

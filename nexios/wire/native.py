@@ -264,6 +264,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         "_log",
         "_paused",
         "_pending_ping",
+        "_pings",
         "_pre",
         "_queue",
         "_server",
@@ -299,7 +300,8 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
         self._writable_callback: Callable[[], None] | None = None
         self._fragments: _Fragments | None = None
         self._close_timer: asyncio.TimerHandle | None = None
-        self._pending_ping = False
+        self._pending_ping = 0  # the number of the ping awaiting its pong; 0: none
+        self._pings = 0
         self._log: _ConnectionLog | None = None
         self._app_closed = False
         self.control_window = 0.0
@@ -659,7 +661,7 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
                 transport.send(_PONG, frame.get_payload_as_bytes())
         elif msg_type is _PONG:
             if self._control_allowed():
-                self._pending_ping = False
+                self._pending_ping = 0
         else:
             self._on_close_frame(frame)
 
@@ -898,17 +900,20 @@ class PicowsWebSocketProtocol(WSListener, asyncio.Protocol):
 
     # ================================================================ keepalive (the guard's sweep)
 
-    def keepalive_ping(self) -> bool:
-        """Send a keepalive ping; True if one went out."""
+    def keepalive_ping(self) -> int:
+        """Send a keepalive ping; its number, or 0 when none went out (closed, or one
+        still awaits its pong)."""
         if self._state != _OPEN or self._pending_ping:
-            return False
-        self._pending_ping = True
+            return 0
+        self._pings += 1
+        self._pending_ping = self._pings
         self._write_frame(_PING, b"")
-        return True
+        return self._pings
 
-    def keepalive_expired(self) -> None:
-        """``ws_ping_timeout`` after a ping: close if its pong has not arrived."""
-        if self._pending_ping and self._state == _OPEN:
+    def keepalive_expired(self, ping: int) -> None:
+        """``ws_ping_timeout`` after ping number ``ping``: close if its pong has not
+        arrived. A later ping's wait is its own: the pong of this one did arrive."""
+        if self._pending_ping == ping and self._state == _OPEN:
             self._fail(KEEPALIVE_CLOSE_CODE, "keepalive ping timeout")
 
     # ================================================================ server shutdown
