@@ -611,9 +611,6 @@ def _prepare_environment(args: argparse.Namespace) -> None:
     if args.channels_url:
         os.environ["NEXIOS_CHANNELS_URL"] = args.channels_url
     os.environ.update(wire_environment(args))
-    # A server's members live long: freeze what survives full collections (see
-    # nexios.runtime.collector). NEXIOS_GC_FREEZE=0 keeps CPython's default.
-    os.environ.setdefault("NEXIOS_GC_FREEZE", "1")
     workers = args.workers or int(os.environ.get("WEB_CONCURRENCY") or 1)
     warning = workers_warning(workers, os.environ.get("NEXIOS_CHANNELS_URL"))
     if warning:

@@ -1,5 +1,5 @@
 """Periodic work that grows with the connections is spread out, and full garbage
-collections under ``nexios run`` walk only what is new.
+collections with ``NEXIOS_GC_FREEZE=1`` walk only what is new.
 
 At 5,000 members per process, three things each held the event loop for 100-400 ms at a
 time, and every message in flight waited (the rooms benchmark's p99 at 100 msg/s was

@@ -15,8 +15,10 @@ unfrozen, and the next full collection takes it all, as CPython's own rule (a qu
 the old objects renewed) would have. Growing and steady membership no longer cost
 full-size pauses; turnover costs what it did.
 
-On under ``nexios run`` (``NEXIOS_GC_FREEZE=1``, which it sets unless given); off in
-other processes, such as a test run, where an app is one tenant of the heap.
+Opt-in, ``NEXIOS_GC_FREEZE=1``: turnover is counted in channels (members of groups),
+so connections that never join a group are not counted when they close, and the cycles
+they leave stay frozen until the members turn over. Turn it on where most connections
+are members, as in the rooms and growth benchmarks, which measured it.
 """
 
 from __future__ import annotations

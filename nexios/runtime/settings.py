@@ -95,8 +95,8 @@ class ChannelSettings:
     outbox: OutboxLimits = field(default_factory=OutboxLimits)
     presence_ttl: float = DEFAULT_PRESENCE_TTL
     gc_freeze: bool = False
-    """Freeze what survives full garbage collections (``NEXIOS_GC_FREEZE``; ``nexios
-    run`` sets it): see :mod:`nexios.runtime.collector`."""
+    """Freeze what survives full garbage collections (``NEXIOS_GC_FREEZE=1``, opt-in):
+    see :mod:`nexios.runtime.collector`."""
     test_delivery_jitter: float = 0.0
     """Tests only: saved messages reach their group's feed after a random delay of up to
     this many seconds, to prove that delivery order does not depend on arrival order."""
